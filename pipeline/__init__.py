@@ -1,0 +1,20 @@
+"""stylize: batch and video neural style transfer."""
+
+from .errors import EnvironmentProblem, InputError, StylizeError
+from .settings import StyleSettings
+from .stylize import Progress, Style, StylizeResult, Stylizer, get_stylizer, stylize_image
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EnvironmentProblem",
+    "InputError",
+    "Progress",
+    "Style",
+    "StyleSettings",
+    "StylizeError",
+    "StylizeResult",
+    "Stylizer",
+    "get_stylizer",
+    "stylize_image",
+]

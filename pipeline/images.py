@@ -1,0 +1,99 @@
+"""Reading, converting, resizing and atomically writing still images."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode fully (so truncated files fail here), honour EXIF orientation, return RGB."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("is a folder, expected an image file", path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes)", path)
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+            return image.convert("RGB")
+    except UnidentifiedImageError:
+        raise InputError("not a readable image (unsupported format or not an image)", path) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"corrupt or truncated image ({error})", path) from None
+
+
+def as_tensor(image: ImageLike) -> torch.Tensor:
+    """Any accepted image form -> float tensor [1, 3, H, W] in [0, 1] on the CPU."""
+    if isinstance(image, (str, Path)):
+        image = load_image(image)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        array = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    tensor = image.detach().float().cpu()
+    if tensor.dim() == 3:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != 4 or tensor.shape[1] != 3:
+        raise InputError(f"expected an RGB image, got a tensor of shape {tuple(tensor.shape)}")
+    return tensor.clamp(0, 1).contiguous()
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    array = tensor.detach().float().clamp(0, 1).squeeze(0).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
+
+
+def fit_long_edge(height: int, width: int, long_edge: int) -> tuple[int, int]:
+    scale = long_edge / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    shrinking = size[0] < tensor.shape[-2]
+    # Antialiasing only matters when shrinking; bicubic can overshoot, hence the clamp.
+    return F.interpolate(tensor, size=size, mode="bicubic", align_corners=False, antialias=shrinking).clamp(0, 1)
+
+
+def resize_long_edge(tensor: torch.Tensor, long_edge: int) -> torch.Tensor:
+    return resize(tensor, fit_long_edge(tensor.shape[-2], tensor.shape[-1], long_edge))
+
+
+def save_image(image: Image.Image, path: str | Path, quality: int = 95) -> Path:
+    """Write to a temporary file beside the target, then rename: never a half-written output."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _PIL_FORMATS:
+        raise InputError(f"unsupported output format {suffix or '(none)'}: use one of {', '.join(IMAGE_SUFFIXES)}", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            options = {"quality": quality} if _PIL_FORMATS[suffix] in ("JPEG", "WEBP") else {}
+            image.save(stream, format=_PIL_FORMATS[suffix], **options)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,71 @@
+"""The one typed object holding every stylization setting. The CLI and the
+manifest read their defaults from here, so the surfaces never drift apart."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .vgg import check_layers
+
+Optimizer = Literal["lbfgs", "adam"]
+ColorMode = Literal["none", "luminance", "histogram"]
+DEFAULT_LEARNING_RATE: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
+AUTO_SCALE_BASE = 512  # with scales unset, each doubling of size above this adds a level
+
+
+class StyleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(512, gt=15, description="long edge of the output in pixels")
+    iterations: int = Field(500, ge=0, description="optimizer steps at the first (coarsest) scale")
+    refine_iterations: int | None = Field(None, ge=0, description="steps at each later scale (default: iterations/2)")
+    scales: int | None = Field(None, ge=1, le=8, description="coarse-to-fine levels, each twice the last (default: auto)")
+    tile_size: int = Field(1024, ge=64, description="levels larger than this are optimised in overlapping tiles")
+    optimizer: Optimizer = "lbfgs"
+    learning_rate: float | None = Field(None, gt=0, description="default: 1.0 for lbfgs, 0.02 for adam")
+    content_weight: float = Field(1.0, ge=0)
+    style_weight: float = Field(100.0, ge=0)
+    tv_weight: float = Field(1.0, ge=0)
+    content_layers: tuple[str, ...] = ("relu4_2",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    style_layer_weights: tuple[float, ...] | None = Field(None, description="one per style layer (default: equal)")
+    style_scale: float = Field(1.0, gt=0, le=4, description="style image size relative to the content")
+    preserve_color: ColorMode = "none"
+    init: str = Field("content", description="content, noise, or a path to an image")
+    seed: int = 0
+    tolerance: float = Field(1e-4, ge=0, description="stop when the loss improves less than this per step (0: never)")
+    pooling: Literal["max", "avg"] = "max"
+    weights: str = Field("caffe", description="caffe, torchvision, or a path to a VGG19 state dict")
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> "StyleSettings":
+        check_layers(self.content_layers, "content_layers")
+        check_layers(self.style_layers, "style_layers")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            raise ValueError(
+                f"style_layer_weights has {len(self.style_layer_weights)} values for {len(self.style_layers)} style_layers"
+            )
+        return self
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[self.optimizer]
+
+    def layer_weights(self) -> dict[str, float]:
+        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
+        total = sum(weights) or 1.0
+        return {layer: w / total for layer, w in zip(self.style_layers, weights)}
+
+    def scale_sizes(self) -> list[int]:
+        """Long edge of each level, coarsest first, ending at `size`."""
+        levels = self.scales or 1 + max(0, math.ceil(math.log2(self.size / AUTO_SCALE_BASE)))
+        return [max(16, round(self.size / 2 ** (levels - 1 - i))) for i in range(levels)]
+
+    def iterations_at(self, level: int) -> int:
+        if level == 0:
+            return self.iterations
+        return self.refine_iterations if self.refine_iterations is not None else self.iterations // 2

@@ -1,0 +1,353 @@
+"""Gatys et al. style transfer of one image: the single entry point every surface calls.
+
+stylize_image(content, styles, settings, callback) -> StylizeResult
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+
+from . import color
+from .device import resolve_device
+from .errors import InputError, StylizeError
+from .images import ImageLike, as_tensor, resize, resize_long_edge, to_pil
+from .losses import ContentLoss, GatysLoss, LossTerms, StyleLoss, gram_matrix
+from .settings import StyleSettings
+from .tiles import Box, feather, tile_boxes
+from .vgg import VGGFeatures
+from .weights import resolve_weights
+
+TILE_OVERLAP = 64
+EARLY_STOP_WINDOW = 10
+STYLE_CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Style:
+    """A style image and its weight in the blend (weights are normalised to sum to 1)."""
+
+    image: ImageLike
+    weight: float = 1.0
+
+
+StyleLike = ImageLike | Style | tuple[ImageLike, float]
+
+
+@dataclass
+class Progress:
+    """Handed to the callback after every optimizer step."""
+
+    level: int  # 0-based index of the current scale
+    levels: int
+    tile: int  # 0-based index of the current tile at this level
+    tiles: int
+    iteration: int  # 1-based step within the current tile
+    iterations: int
+    height: int
+    width: int
+    losses: dict[str, float]
+    elapsed: float
+
+
+Callback = Callable[[Progress], None]
+
+
+@dataclass
+class StylizeResult:
+    image: Image.Image
+    tensor: torch.Tensor  # [1, 3, H, W] in [0, 1], on the CPU
+    losses: dict[str, float]  # final weighted losses: total, content, style, tv
+    iterations: int  # optimizer steps over all levels and tiles
+    seconds: float
+    device: str
+    stopped_early: bool
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (height, width) of each level
+
+
+@dataclass
+class _PreparedStyle:
+    tensor: torch.Tensor
+    weight: float
+    key: str
+
+
+@dataclass
+class _Level:
+    index: int
+    levels: int
+    iterations: int
+
+
+def stylize_image(
+    content: ImageLike,
+    styles: StyleLike | Sequence[StyleLike],
+    settings: StyleSettings | None = None,
+    callback: Callback | None = None,
+) -> StylizeResult:
+    """Repaint `content` in the blended style of `styles`."""
+    settings = settings or StyleSettings()
+    return get_stylizer(settings).stylize(content, styles, settings, callback)
+
+
+def get_stylizer(settings: StyleSettings) -> "Stylizer":
+    device = resolve_device(settings.device)
+    taps = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
+    return _cached_stylizer(settings.weights, settings.pooling, taps, str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_stylizer(weights: str, pooling: str, taps: tuple[str, ...], device: str) -> "Stylizer":
+    return Stylizer(weights, pooling, taps, torch.device(device))
+
+
+class Stylizer:
+    """One VGG19 on one device, with the style Gram matrices it has computed so far."""
+
+    def __init__(self, weights: str, pooling: str, taps: Sequence[str], device: torch.device):
+        self.device = device
+        self.weights = resolve_weights(weights)
+        self.model = VGGFeatures(self.weights, taps, pooling).to(device)
+        self._gram_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+
+    # -- public -----------------------------------------------------------------
+    def stylize(self, content: ImageLike, styles, settings: StyleSettings, callback: Callback | None = None) -> StylizeResult:
+        started = time.perf_counter()
+        torch.manual_seed(settings.seed)
+        content_full = as_tensor(content)
+        prepared = _prepare_styles(styles)
+        report = _Reporter(callback, started)
+        image, sizes, steps, stopped, losses = None, [], 0, False, {}
+        levels = settings.scale_sizes()
+        for index, long_edge in enumerate(levels):
+            content_level = resize_long_edge(content_full, long_edge).to(self.device)
+            sizes.append(tuple(content_level.shape[-2:]))
+            level = _Level(index, len(levels), settings.iterations_at(index))
+            image, level_steps, level_stopped, losses = self._stylize_level(
+                image, content_level, prepared, settings, level, report
+            )
+            steps += level_steps
+            stopped = stopped or level_stopped
+        if settings.preserve_color == "luminance":
+            image = color.with_content_chroma(image, content_level)
+        tensor = image.detach().clamp(0, 1).cpu()
+        return StylizeResult(
+            image=to_pil(tensor),
+            tensor=tensor,
+            losses=losses,
+            iterations=steps,
+            seconds=time.perf_counter() - started,
+            device=str(self.device),
+            stopped_early=stopped,
+            sizes=sizes,
+        )
+
+    def evaluate(self, image: ImageLike, content: ImageLike, styles, settings: StyleSettings) -> dict[str, float]:
+        """Losses of `image` against content and styles, as the optimizer would score them."""
+        image_t = as_tensor(image).to(self.device)
+        content_t = resize(as_tensor(content), tuple(image_t.shape[-2:])).to(self.device)
+        criterion = self._criterion(content_t, self._style_grams(_prepare_styles(styles), content_t, settings), settings)
+        with torch.no_grad():
+            return criterion(image_t).as_floats()
+
+    # -- one scale ----------------------------------------------------------------
+    def _stylize_level(self, image, content, styles, settings, level: _Level, report: "_Reporter"):
+        if settings.preserve_color == "luminance":
+            content = color.luminance_image(content)
+        grams = self._style_grams(styles, content, settings)
+        image = self._initial_image(settings, content) if image is None else resize(image, tuple(content.shape[-2:]))
+        height, width = content.shape[-2:]
+        boxes = tile_boxes(height, width, settings.tile_size, TILE_OVERLAP)
+        if len(boxes) == 1:
+            criterion = self._criterion(content, grams, settings)
+            return self._optimize(image, criterion, settings, level, report.at(level, 0, 1, height, width))
+        return self._optimize_tiles(image, content, grams, settings, level, boxes, report)
+
+    def _optimize_tiles(self, image, content, grams, settings, level: _Level, boxes: list[Box], report: "_Reporter"):
+        height, width = content.shape[-2:]
+        blended = torch.zeros_like(image)
+        coverage = torch.zeros_like(image[:, :1])
+        steps, stopped, tile_losses = 0, False, []
+        for index, (top, left, h, w) in enumerate(boxes):
+            window = (..., slice(top, top + h), slice(left, left + w))
+            criterion = self._criterion(content[window], grams, settings)
+            tile_report = report.at(level, index, len(boxes), h, w)
+            tile, tile_steps, tile_stopped, losses = self._optimize(image[window], criterion, settings, level, tile_report)
+            mask = feather((top, left, h, w), height, width, TILE_OVERLAP, image.device)
+            blended[window] += tile * mask
+            coverage[window] += mask
+            steps, stopped = steps + tile_steps, stopped or tile_stopped
+            tile_losses.append(losses)
+        mean_losses = {k: sum(l[k] for l in tile_losses) / len(tile_losses) for k in tile_losses[0]}
+        return blended / coverage, steps, stopped, mean_losses
+
+    def _optimize(self, start: torch.Tensor, criterion: GatysLoss, settings, level: _Level, report):
+        image = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        optimizer = _make_optimizer(image, settings)
+        history: list[float] = []
+        latest: list[LossTerms] = []
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            terms = criterion(image)
+            total = terms.total.sum()
+            total.backward()
+            latest[:] = [terms]
+            return total
+
+        stopped = False
+        for step in range(1, level.iterations + 1):
+            optimizer.step(closure)
+            with torch.no_grad():
+                image.clamp_(0, 1)
+            losses = latest[0].as_floats()
+            _check_finite(losses, settings)
+            history.append(losses["total"])
+            report(step, level.iterations, losses)
+            if _converged(history, settings.tolerance):
+                stopped = True
+                break
+        result = image.detach().clamp(0, 1)
+        with torch.no_grad():
+            final = criterion(result).as_floats()
+        return result, len(history), stopped, final
+
+    # -- targets --------------------------------------------------------------------
+    def _criterion(self, content: torch.Tensor, grams: dict[str, torch.Tensor], settings) -> "_Criterion":
+        with torch.no_grad():
+            features = self.model(content)
+        content_losses = {name: ContentLoss(features[name]) for name in settings.content_layers}
+        style_losses = {name: StyleLoss(grams[name]) for name in settings.style_layers}
+        loss = GatysLoss(
+            content_losses, style_losses, settings.layer_weights(),
+            settings.content_weight, settings.style_weight, settings.tv_weight,
+        )
+        return _Criterion(self.model, loss)
+
+    def _style_grams(self, styles: list[_PreparedStyle], content: torch.Tensor, settings) -> dict[str, torch.Tensor]:
+        """Blend of each style's Gram matrices, weighted; each style's Grams are cached."""
+        long_edge = max(1, round(max(content.shape[-2:]) * settings.style_scale))
+        blended: dict[str, torch.Tensor] = {}
+        for style in styles:
+            grams = self._grams_of(style, long_edge, content, settings)
+            for name in settings.style_layers:
+                blended[name] = blended.get(name, 0) + style.weight * grams[name]
+        return blended
+
+    def _grams_of(self, style: _PreparedStyle, long_edge: int, content: torch.Tensor, settings) -> dict[str, torch.Tensor]:
+        # Colour modes recolour the style after the content, so the content joins the key.
+        content_key = _tensor_key(content) if settings.preserve_color != "none" else ""
+        key = (style.key, long_edge, settings.preserve_color, content_key, settings.tile_size)
+        if key not in self._gram_cache:
+            image = self._style_image(style.tensor, long_edge, content, settings.preserve_color)
+            self._gram_cache[key] = self._tiled_grams(image, settings.tile_size)
+            while len(self._gram_cache) > STYLE_CACHE_SIZE:
+                self._gram_cache.popitem(last=False)
+        self._gram_cache.move_to_end(key)
+        return self._gram_cache[key]
+
+    def _style_image(self, style: torch.Tensor, long_edge: int, content: torch.Tensor, mode: str) -> torch.Tensor:
+        image = resize_long_edge(style, long_edge).to(self.device)
+        if mode == "histogram":
+            return color.match_color_histogram(image, content)
+        if mode == "luminance":
+            return color.match_luminance(color.luminance_image(image), content)
+        return image
+
+    def _tiled_grams(self, image: torch.Tensor, tile: int) -> dict[str, torch.Tensor]:
+        # Grams are averages over positions, so tiles combine weighted by their area.
+        sums: dict[str, torch.Tensor] = {}
+        total_area = 0
+        for top, left, h, w in tile_boxes(*image.shape[-2:], tile):
+            with torch.no_grad():
+                features = self.model(image[..., top : top + h, left : left + w])
+            for name, value in features.items():
+                sums[name] = sums.get(name, 0) + gram_matrix(value) * (h * w)
+            total_area += h * w
+        return {name: value / total_area for name, value in sums.items()}
+
+    def _initial_image(self, settings: StyleSettings, content: torch.Tensor) -> torch.Tensor:
+        if settings.init == "content":
+            return content.clone()
+        if settings.init == "noise":
+            generator = torch.Generator().manual_seed(settings.seed)
+            return torch.rand(content.shape, generator=generator).to(content.device)
+        start = resize(as_tensor(settings.init), tuple(content.shape[-2:])).to(content.device)
+        return color.luminance_image(start) if settings.preserve_color == "luminance" else start
+
+
+class _Criterion:
+    """Image -> weighted loss terms, through the VGG features."""
+
+    def __init__(self, model: VGGFeatures, loss: GatysLoss):
+        self.model = model
+        self.loss = loss
+
+    def __call__(self, image: torch.Tensor) -> LossTerms:
+        return self.loss(image, self.model(image))
+
+
+class _Reporter:
+    def __init__(self, callback: Callback | None, started: float):
+        self.callback = callback
+        self.started = started
+
+    def at(self, level: _Level, tile: int, tiles: int, height: int, width: int):
+        def report(iteration: int, iterations: int, losses: dict[str, float]) -> None:
+            if self.callback is not None:
+                elapsed = time.perf_counter() - self.started
+                self.callback(Progress(level.index, level.levels, tile, tiles, iteration, iterations, height, width, losses, elapsed))
+
+        return report
+
+
+def _prepare_styles(styles) -> list[_PreparedStyle]:
+    if isinstance(styles, (Style, tuple, str)) or not isinstance(styles, Sequence):
+        styles = [styles]
+    parsed = [s if isinstance(s, Style) else Style(*s) if isinstance(s, tuple) else Style(s) for s in styles]
+    if not parsed:
+        raise InputError("at least one style image is needed")
+    if any(s.weight < 0 for s in parsed) or sum(s.weight for s in parsed) <= 0:
+        raise InputError("style weights must be non-negative and not all zero")
+    total = sum(s.weight for s in parsed)
+    prepared = []
+    for style in parsed:
+        tensor = as_tensor(style.image)
+        prepared.append(_PreparedStyle(tensor, style.weight / total, _tensor_key(tensor)))
+    return prepared
+
+
+def _tensor_key(tensor: torch.Tensor) -> str:
+    data = tensor.detach().float().cpu().contiguous().numpy().tobytes()
+    return hashlib.sha1(data).hexdigest() + str(tuple(tensor.shape))
+
+
+def _make_optimizer(image: torch.Tensor, settings: StyleSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "adam":
+        return torch.optim.Adam([image], lr=settings.lr)
+    # One L-BFGS iteration per step() call keeps history across calls and lets us
+    # report progress and stop early between iterations. Our own tolerance decides convergence.
+    return torch.optim.LBFGS([image], lr=settings.lr, max_iter=1, history_size=50, tolerance_grad=-1, tolerance_change=-1)
+
+
+def _converged(history: list[float], tolerance: float) -> bool:
+    if tolerance <= 0 or len(history) <= EARLY_STOP_WINDOW:
+        return False
+    before, now = history[-EARLY_STOP_WINDOW - 1], history[-1]
+    return (before - now) < tolerance * EARLY_STOP_WINDOW * abs(before)
+
+
+def _check_finite(losses: dict[str, float], settings: StyleSettings) -> None:
+    if not math.isfinite(losses["total"]):
+        raise StylizeError(
+            f"optimisation diverged (loss is {losses['total']}): lower learning_rate (now {settings.lr}) or try optimizer adam"
+        )
+

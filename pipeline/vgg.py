@@ -1,0 +1,93 @@
+"""VGG19 feature extractor built from a table, truncated after the deepest tap."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+from .errors import InputError
+from .weights import WeightsSource
+
+# Output channels of each conv, block by block: torchvision's configuration "E".
+VGG19_BLOCKS: tuple[tuple[int, ...], ...] = (
+    (64, 64),
+    (128, 128),
+    (256, 256, 256, 256),
+    (512, 512, 512, 512),
+    (512, 512, 512, 512),
+)
+
+Pooling = Literal["max", "avg"]
+
+
+def layer_names() -> list[str]:
+    """conv1_1, relu1_1, conv1_2, relu1_2, pool1, conv2_1, ... pool5."""
+    names = []
+    for block, widths in enumerate(VGG19_BLOCKS, start=1):
+        for conv in range(1, len(widths) + 1):
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+        names.append(f"pool{block}")
+    return names
+
+
+LAYER_NAMES: tuple[str, ...] = tuple(layer_names())
+
+
+def conv_names_in_order() -> list[str]:
+    return [n for n in LAYER_NAMES if n.startswith("conv")]
+
+
+def check_layers(layers: Sequence[str], setting: str) -> None:
+    unknown = [name for name in layers if name not in LAYER_NAMES]
+    if unknown:
+        raise ValueError(f"{setting}: unknown VGG19 layer {unknown[0]!r}; use names like relu4_2 or conv5_1")
+
+
+class VGGFeatures(nn.Module):
+    """Maps RGB images in [0, 1] to a dict of the requested VGG19 activations."""
+
+    def __init__(self, weights: WeightsSource, taps: Sequence[str], pooling: Pooling = "max"):
+        super().__init__()
+        check_layers(taps, "layers")
+        self.taps = tuple(dict.fromkeys(taps))
+        self.weights = weights
+        self.preprocess = weights.preprocess_module()
+        deepest = max(LAYER_NAMES.index(t) for t in self.taps)
+        self.layers = nn.Sequential(_build_layers(LAYER_NAMES[: deepest + 1], weights, pooling))
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.preprocess(rgb)
+        features = {}
+        for name, layer in self.layers.named_children():
+            x = layer(x)
+            if name in self.taps:
+                features[name] = x
+        return features
+
+
+def _build_layers(names: Sequence[str], weights: WeightsSource, pooling: Pooling) -> OrderedDict:
+    params = weights.conv_params()
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    in_channels = 3
+    for name in names:
+        if name.startswith("conv"):
+            weight, bias = params[name]
+            conv = nn.Conv2d(in_channels, weight.shape[0], kernel_size=3, padding=1)
+            if conv.weight.shape != weight.shape:
+                raise InputError(f"{name} has shape {tuple(weight.shape)}, VGG19 needs {tuple(conv.weight.shape)}", weights.file)
+            with torch.no_grad():
+                conv.weight.copy_(weight)
+                conv.bias.copy_(bias)
+            layers[name] = conv
+            in_channels = weight.shape[0]
+        elif name.startswith("relu"):
+            # Not in-place: conv taps (e.g. conv4_2) must keep their pre-activation values.
+            layers[name] = nn.ReLU(inplace=False)
+        else:
+            layers[name] = nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
+    return layers
