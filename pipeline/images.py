@@ -35,7 +35,7 @@ def load_image(path: str | Path) -> Image.Image:
             return image.convert("RGB")
     except UnidentifiedImageError:
         raise InputError("not a readable image (unsupported format or not an image)", path) from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"corrupt or truncated image ({error})", path) from None
 
 
@@ -92,8 +92,15 @@ def save_image(image: Image.Image, path: str | Path, quality: int = 95) -> Path:
         with os.fdopen(handle, "wb") as stream:
             options = {"quality": quality} if _PIL_FORMATS[suffix] in ("JPEG", "WEBP") else {}
             image.save(stream, format=_PIL_FORMATS[suffix], **options)
+        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes files private; outputs are not
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import InputError
 from .vgg import check_layers
 
 Optimizer = Literal["lbfgs", "adam"]
@@ -69,3 +70,18 @@ class StyleSettings(BaseModel):
         if level == 0:
             return self.iterations
         return self.refine_iterations if self.refine_iterations is not None else self.iterations // 2
+
+
+def settings_from(values: dict, where: str = "settings") -> StyleSettings:
+    """Build settings, turning validation failures into one actionable line."""
+    try:
+        return StyleSettings(**values)
+    except ValidationError as error:
+        raise InputError(f"{where}: {describe_validation_error(error)}") from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message

@@ -11,6 +11,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -154,6 +155,8 @@ class Stylizer:
         """Losses of `image` against content and styles, as the optimizer would score them."""
         image_t = as_tensor(image).to(self.device)
         content_t = resize(as_tensor(content), tuple(image_t.shape[-2:])).to(self.device)
+        if settings.preserve_color == "luminance":
+            image_t, content_t = color.luminance_image(image_t), color.luminance_image(content_t)
         criterion = self._criterion(content_t, self._style_grams(_prepare_styles(styles), content_t, settings), settings)
         with torch.no_grad():
             return criterion(image_t).as_floats()
@@ -309,8 +312,15 @@ class _Reporter:
         return report
 
 
+def _is_single_style(styles) -> bool:
+    if isinstance(styles, (Style, str, Path)) or not isinstance(styles, Sequence):
+        return True
+    # A bare (image, weight) pair, as opposed to a tuple of styles.
+    return isinstance(styles, tuple) and len(styles) == 2 and isinstance(styles[1], (int, float))
+
+
 def _prepare_styles(styles) -> list[_PreparedStyle]:
-    if isinstance(styles, (Style, tuple, str)) or not isinstance(styles, Sequence):
+    if _is_single_style(styles):
         styles = [styles]
     parsed = [s if isinstance(s, Style) else Style(*s) if isinstance(s, tuple) else Style(s) for s in styles]
     if not parsed:

@@ -161,7 +161,8 @@ def _state_dict_conv_params(state: dict, origin: str) -> ConvParams:
 
     names = conv_names_in_order()
     tv_keys = sorted(
-        {int(k.split(".")[1]) for k in state if k.startswith("features.") and k.endswith(".weight")}
+        # Only 4-D weights are convolutions (a vgg19_bn file also has BatchNorm weights).
+        {int(k.split(".")[1]) for k, v in state.items() if k.startswith("features.") and k.endswith(".weight") and v.dim() == 4}
     )
     if tv_keys:
         if len(tv_keys) < len(names):
