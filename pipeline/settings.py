@@ -28,7 +28,7 @@ class StyleSettings(BaseModel):
     optimizer: Optimizer = "lbfgs"
     learning_rate: float | None = Field(None, gt=0, description="default: 1.0 for lbfgs, 0.02 for adam")
     content_weight: float = Field(1.0, ge=0)
-    style_weight: float = Field(100.0, ge=0)
+    style_weight: float = Field(30.0, ge=0)
     tv_weight: float = Field(1.0, ge=0)
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
