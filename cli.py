@@ -9,10 +9,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipeline import Style, StyleSettings, StylizeError
-from pipeline.errors import EXIT_ITEMS_FAILED, InputError
+from pipeline.errors import EXIT_ITEMS_FAILED, EXIT_USAGE
+from pipeline.plan import style_label
+from pipeline.run import RunEvents
 from pipeline.settings import settings_from
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural style transfer for photos and video, from a YAML manifest.")
@@ -25,45 +28,68 @@ def _default(name: str) -> str:
     return f"[default: {getattr(DEFAULTS, name)}]"
 
 
-class Display:
-    """Rich bars on a terminal; plain timestamped lines otherwise (cron logs stay readable)."""
+class Display(RunEvents):
+    """Rich bars on a terminal; plain timestamped lines otherwise, so cron logs stay readable."""
 
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self.live = sys.stderr.isatty() and not quiet
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) if self.live else None
-        self.task = None
+    def __init__(self, quiet: bool = False, verbose: bool = False):
+        self.quiet, self.verbose = quiet, verbose
+        self.bars = None
+        if sys.stderr.isatty() and not quiet:
+            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
+        self.items_bar = self.steps_bar = self.steps_key = None
 
     def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
+        if self.bars:
+            self.bars.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
+        if self.bars:
+            self.bars.__exit__(*exc)
 
-    def log(self, message: str) -> None:
-        if self.quiet:
+    def log(self, message: str, always: bool = False) -> None:
+        if self.quiet and not always:
             return
-        if self.bar:
-            self.bar.console.print(message)
+        if self.bars:
+            self.bars.console.print(message)
         else:
             err.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}")
+
+    # RunEvents
+    def planned(self, items) -> None:
+        todo = sum(not p.done for p in items)
+        self.log(f"plan: {len(items)} item(s), {todo} to run, {len(items) - todo} already done")
+        for p in items if self.verbose else []:
+            self.log(f"  {'done' if p.done else 'run '} {p.item.job}: {p.item.content.name} x {style_label(p.item.styles)} -> {p.item.output}")
+        if self.bars and todo:
+            self.items_bar = self.bars.add_task("items", total=todo, note="")
+
+    def item_started(self, position: int, total: int, item) -> None:
+        self.log(f"[{position}/{total}] {item.job}: {item.content.name} x {style_label(item.styles)}")
+
+    def item_finished(self, record) -> None:
+        if record.status == "failed":
+            self.log(f"  failed: {record.error}", always=True)
+        else:
+            self.log(f"  {record.status}: {record.output} ({record.seconds:.1f} s, {record.iterations} steps)")
+        if self.items_bar is not None:
+            self.bars.advance(self.items_bar)
+
+    def note(self, message: str) -> None:
+        self.log(message, always=True)
 
     def progress(self, p) -> None:
         label = f"scale {p.level + 1}/{p.levels}" + (f" tile {p.tile + 1}/{p.tiles}" if p.tiles > 1 else "")
         loss = f"loss {p.losses['total']:.4g}"
-        if self.bar:
-            key = (p.level, p.tile)
-            if self.task is None or self.task[0] != key:
-                if self.task is not None:
-                    self.bar.remove_task(self.task[1])
-                self.task = (key, self.bar.add_task(label, total=p.iterations, loss=loss))
-            self.bar.update(self.task[1], completed=p.iteration, loss=loss)
-        elif p.iteration == p.iterations or p.iteration % max(1, p.iterations // 5) == 0:
-            self.log(f"{label} step {p.iteration}/{p.iterations} {loss}")
+        if self.bars:
+            if self.steps_key != (p.level, p.tile) or self.steps_bar is None:
+                if self.steps_bar is not None:
+                    self.bars.remove_task(self.steps_bar)
+                self.steps_key, self.steps_bar = (p.level, p.tile), self.bars.add_task(label, total=p.iterations, note=loss)
+            self.bars.update(self.steps_bar, completed=p.iteration, note=loss)
+        elif p.iteration == p.iterations or p.iteration % max(1, p.iterations // (20 if self.verbose else 4)) == 0:
+            self.log(f"  {label} step {p.iteration}/{p.iterations} {loss}")
 
 
 def _parse_style(spec: str) -> Style:
@@ -131,31 +157,58 @@ def image(
 @app.command()
 def run(
     manifest: Path = typer.Argument(..., help="YAML manifest"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and stop"),
+    force: bool = typer.Option(False, "--force", help="redo items whose output is already current"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="run only this job (repeatable)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="list every planned item and more progress"),
 ):
-    """Stylize everything a manifest lists."""
+    """Stylize everything a manifest lists; skips outputs that are already current."""
     from pipeline.manifest import load_manifest
-    from pipeline.plan import plan, style_label
-    from pipeline.run import run_items
+    from pipeline.run import prepare, run_planned
 
     try:
-        items = plan(load_manifest(manifest))
-        with Display(quiet) as display:
-            display.log(f"{len(items)} item(s) planned from {manifest}")
-            outcomes = run_items(
-                items,
-                on_start=lambda i, item: display.log(f"[{i + 1}/{len(items)}] {item.job}: {item.content.name} x {style_label(item.styles)}"),
-                on_progress=display.progress,
-                on_finish=lambda o: display.log(f"  {o.status}: {o.item.output if o.status == 'done' else o.error} ({o.seconds:.1f} s)"),
-            )
+        loaded = load_manifest(manifest)
+        with Display(quiet, verbose) as display:
+            planned = prepare(loaded, only, force)
+            display.planned(planned)
+            if dry_run:
+                return
+            report = run_planned(loaded, planned, display)
     except StylizeError as error:
         raise _fail(error)
-    failed = [o for o in outcomes if o.status == "failed"]
-    out.print(f"{len(outcomes) - len(failed)} done, {len(failed)} failed")
-    for outcome in failed:
-        err.print(f"[red]failed:[/] {outcome.error}")
-    if failed:
+    _print_summary(report)
+    if report.failed:
         raise typer.Exit(EXIT_ITEMS_FAILED)
+
+
+@app.command()
+def validate(manifest: Path = typer.Argument(..., help="YAML manifest")):
+    """Check a manifest without running it: schema, settings, presets, files, output folder."""
+    from pipeline.plan import validate_manifest
+
+    try:
+        problems = validate_manifest(manifest)
+    except StylizeError as error:
+        raise _fail(error)
+    for problem in problems:
+        err.print(f"[bold red]error:[/] {problem}")
+    if problems:
+        raise typer.Exit(EXIT_USAGE)
+    out.print(f"{manifest}: ok")
+
+
+def _print_summary(report) -> None:
+    table = Table(title=f"{report.output_dir / 'report.json'}", show_edge=False)
+    for column in ("job", "input", "style", "status", "seconds", "steps", "loss"):
+        table.add_column(column)
+    for r in report.items:
+        colour = {"done": "green", "skipped": "dim", "failed": "red"}[r.status]
+        loss = f"{r.losses['total']:.4g}" if r.losses else ""
+        table.add_row(r.job, Path(r.input).name, r.style, f"[{colour}]{r.status}[/]", f"{r.seconds:.1f}", str(r.iterations), loss)
+    out.print(table)
+    totals = report.totals()
+    out.print(f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed in {totals['seconds']:.1f} s")
 
 
 @app.command()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_write
 from .errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -81,26 +80,10 @@ def resize_long_edge(tensor: torch.Tensor, long_edge: int) -> torch.Tensor:
 
 
 def save_image(image: Image.Image, path: str | Path, quality: int = 95) -> Path:
-    """Write to a temporary file beside the target, then rename: never a half-written output."""
+    """Write atomically in the format the suffix names."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _PIL_FORMATS:
         raise InputError(f"unsupported output format {suffix or '(none)'}: use one of {', '.join(IMAGE_SUFFIXES)}", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            options = {"quality": quality} if _PIL_FORMATS[suffix] in ("JPEG", "WEBP") else {}
-            image.save(stream, format=_PIL_FORMATS[suffix], **options)
-        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes files private; outputs are not
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    options = {"quality": quality} if _PIL_FORMATS[suffix] in ("JPEG", "WEBP") else {}
+    return atomic_write(path, lambda stream: image.save(stream, format=_PIL_FORMATS[suffix], **options))

@@ -1,17 +1,35 @@
-"""The YAML manifest: what to stylize, with which styles and settings, and where to write it."""
+"""The YAML manifest: what to stylize, with which styles and settings, and where to write it.
+
+Loading validates everything it can before any GPU work and reports every
+problem at once, each with its location in the manifest (`jobs[2].style[1].path`).
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
-from .settings import StyleSettings, describe_validation_error
+from .images import load_image
+from .settings import StyleSettings
 
 OutputFormat = Literal["jpg", "png", "webp"]
+PRESET_DIRS = (Path(__file__).resolve().parents[1] / "configs" / "presets",)
+OUTPUT_KEYS = {"format", "quality"}
+
+
+class ManifestError(InputError):
+    """Every problem found in one manifest; the message is the first, `problems` holds all."""
+
+    def __init__(self, source: Path, problems: list[str]):
+        self.problems = [f"{source}: {problem}" for problem in problems]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(self.problems[0] + more)
 
 
 class StyleRef(BaseModel):
@@ -30,7 +48,7 @@ def _as_style_refs(value):
 
 
 class Job(BaseModel):
-    # Any stylization setting may be overridden per job, next to these keys.
+    # Stylization settings may sit beside these keys; they are checked against StyleSettings.
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
@@ -38,27 +56,25 @@ class Job(BaseModel):
     recursive: bool = False
     style: list[StyleRef] | None = None
     styles: list[list[StyleRef]] | None = None
-    format: OutputFormat = "jpg"
-    quality: int = Field(95, ge=1, le=100)
+    preset: str | None = None
+    format: OutputFormat | None = None
+    quality: int | None = Field(None, ge=1, le=100)
 
     _style_refs = field_validator("style", mode="before")(_as_style_refs)
 
     @field_validator("styles", mode="before")
     @classmethod
     def _each_style(cls, value):
-        return None if value is None else [_as_style_refs(item) for item in value]
+        return [_as_style_refs(item) for item in value] if isinstance(value, list) else value
 
     @model_validator(mode="after")
-    def _check(self) -> "Job":
+    def _one_kind_of_style(self) -> "Job":
         if (self.style is None) == (self.styles is None):
-            raise ValueError("give exactly one of style (one output, styles blended) or styles (one output per style)")
-        unknown = sorted(set(self.model_extra or {}) - set(StyleSettings.model_fields))
-        if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r}: not a job key nor a stylization setting")
+            raise ValueError("give exactly one of style (styles blended into one output) or styles (one output per style)")
         return self
 
     @property
-    def overrides(self) -> dict:
+    def overrides(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
     def style_sets(self) -> list[list[StyleRef]]:
@@ -66,45 +82,197 @@ class Job(BaseModel):
         return self.styles if self.styles is not None else [self.style]
 
 
-class Manifest(BaseModel):
+class _ManifestFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    output_dir: Path
-    defaults: dict = Field(default_factory=dict)
-    jobs: list[Job] = Field(min_length=1)
-    source: Path = Field(Path("."), exclude=True)  # the manifest file; relative paths resolve beside it
+    output_dir: str
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    jobs: list[dict[str, Any]] = Field(min_length=1)
 
-    @field_validator("defaults")
-    @classmethod
-    def _known_settings(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(StyleSettings.model_fields))
-        if unknown:
-            raise ValueError(f"unknown setting {unknown[0]!r}")
-        return value
+
+@dataclass
+class JobPlan:
+    """A job with everything resolved: its index, settings and output options."""
+
+    index: int
+    job: Job
+    settings: StyleSettings
+    format: str
+    quality: int
+
+
+@dataclass
+class Manifest:
+    source: Path
+    output_dir: Path
+    jobs: list[JobPlan]
 
     def resolve(self, path: str | Path) -> Path:
-        path = Path(path).expanduser()
-        return path if path.is_absolute() else self.source.parent / path
+        return _resolve(self.source, path)
 
-    def settings_for(self, job: Job) -> StyleSettings:
-        from .settings import settings_from
-
-        return settings_from({**self.defaults, **job.overrides}, f"{self.source}: jobs[{job.name}]")
+    def job(self, name: str) -> JobPlan:
+        for plan in self.jobs:
+            if plan.job.name == name:
+                return plan
+        raise InputError(f"no job named {name!r}; jobs: {', '.join(p.job.name for p in self.jobs)}", self.source)
 
 
 def load_manifest(path: str | Path) -> Manifest:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("manifest not found", path)
+    """Parse and check a manifest; raise ManifestError listing every problem found."""
+    manifest, problems = parse_manifest(path)
+    if problems:
+        raise ManifestError(manifest.source, problems)
+    return manifest
+
+
+def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
+    """The manifest as far as it parses, and every problem found on the way. Jobs whose
+    settings are invalid stay in (with default settings) so their files can still be checked."""
+    source = Path(path).resolve()
+    data = _read_yaml(source)
+    problems: list[str] = []
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
+        _ManifestFile(**data)
+    except ValidationError as error:
+        problems += _problems_of(error)  # and go on: the jobs may hold more problems
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+    problems += _check_defaults(defaults)
+    jobs = []
+    raw_jobs = data.get("jobs") if isinstance(data.get("jobs"), list) else []
+    for index, raw in enumerate(raw_jobs):
+        if isinstance(raw, dict):
+            job_problems, plan = _parse_job(source, index, raw, defaults)
+            problems += job_problems
+            jobs += [plan] if plan else []
+    names = [plan.job.name for plan in jobs]
+    problems += [f"jobs: job name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
+    output_dir = _resolve(source, str(data.get("output_dir", "")))
+    problems += _check_writable(output_dir) if isinstance(data.get("output_dir"), str) else []
+    return Manifest(source, output_dir, jobs), problems
+
+
+def check_style_files(manifest: Manifest) -> list[str]:
+    """Every style file must exist and decode."""
+    problems = []
+    for plan in manifest.jobs:
+        for where, ref in _style_locations(plan):
+            try:
+                load_image(manifest.resolve(ref.path))
+            except InputError as error:
+                problems.append(f"{where}: {error}")
+    return problems
+
+
+def _read_yaml(source: Path) -> dict:
+    if not source.is_file():
+        raise InputError("manifest not found", source)
+    try:
+        data = yaml.safe_load(source.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"not valid YAML{where}", path) from None
+        raise InputError(f"not valid YAML{where}: {getattr(error, 'problem', error)}", source) from None
     if not isinstance(data, dict):
-        raise InputError("a manifest is a mapping with output_dir and jobs", path)
+        raise InputError("a manifest is a mapping with output_dir, defaults and jobs", source)
+    return data
+
+
+def _parse_job(source: Path, index: int, raw: dict, defaults: dict) -> tuple[list[str], JobPlan | None]:
+    where = f"jobs[{index}]"
     try:
-        return Manifest(**data, source=path.resolve())
+        job = Job(**raw)
     except ValidationError as error:
-        raise InputError(describe_validation_error(error), path) from None
+        return _problems_of(error, where), None
+    unknown = sorted(set(job.overrides) - set(StyleSettings.model_fields))
+    problems = [f"{where}.{key}: unknown key (not a job key nor a stylization setting)" for key in unknown]
+    for key in unknown:
+        del job.model_extra[key]
+    preset_problems, values = _effective_values(source, where, job, defaults)
+    problems += preset_problems + _check_input(source, where, job)
+    try:
+        settings = StyleSettings(**values)
+    except ValidationError as error:
+        problems += _problems_of(error, where)
+        settings = StyleSettings()  # a stand-in, so the job's files can still be checked
+    output = {key: getattr(job, key) or defaults.get(key) for key in OUTPUT_KEYS}
+    return problems, JobPlan(index, job, settings, output["format"] or "jpg", output["quality"] or 95)
+
+
+def _effective_values(source: Path, where: str, job: Job, defaults: dict) -> tuple[list[str], dict]:
+    """Library defaults < defaults' preset < defaults < job's preset < job's own keys."""
+    problems, values = [], {}
+    base_preset = defaults.get("preset")
+    if base_preset:
+        found = _preset(source, base_preset)
+        problems += [] if found is not None else [f"defaults.preset: no preset named {base_preset!r} ({_preset_hint(source)})"]
+        values.update(found or {})
+    values.update({k: v for k, v in defaults.items() if k in StyleSettings.model_fields})
+    if job.preset:
+        found = _preset(source, job.preset)
+        problems += [] if found is not None else [f"{where}.preset: no preset named {job.preset!r} ({_preset_hint(source)})"]
+        values.update(found or {})
+    values.update(job.overrides)
+    return problems, values
+
+
+def _check_defaults(defaults: dict) -> list[str]:
+    allowed = set(StyleSettings.model_fields) | OUTPUT_KEYS | {"preset"}
+    return [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
+
+
+def _check_input(source: Path, where: str, job: Job) -> list[str]:
+    if any(char in job.input for char in "*?["):
+        return []  # a glob may match nothing yet; planning reports that
+    path = _resolve(source, job.input)
+    return [] if path.exists() else [f"{where}.input: {path} does not exist"]
+
+
+def _check_writable(output_dir: Path) -> list[str]:
+    existing = output_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        return [f"output_dir: {output_dir} is not writable"]
+    return []
+
+
+def _style_locations(plan: JobPlan):
+    job, where = plan.job, f"jobs[{plan.index}]"
+    if job.style is not None:
+        for i, ref in enumerate(job.style):
+            yield (f"{where}.style[{i}].path" if len(job.style) > 1 else f"{where}.style"), ref
+    else:
+        for k, style_set in enumerate(job.styles):
+            for i, ref in enumerate(style_set):
+                yield (f"{where}.styles[{k}][{i}].path" if len(style_set) > 1 else f"{where}.styles[{k}]"), ref
+
+
+def _preset(source: Path, name: str) -> dict | None:
+    for folder in (source.parent / "presets", *PRESET_DIRS):
+        path = folder / f"{name}.yaml"
+        if path.is_file():
+            return yaml.safe_load(path.read_text()) or {}
+    return None
+
+
+def _preset_hint(source: Path) -> str:
+    names = sorted({p.stem for folder in (source.parent / "presets", *PRESET_DIRS) if folder.is_dir() for p in folder.glob("*.yaml")})
+    return f"available: {', '.join(names)}" if names else "no presets folder found"
+
+
+def _resolve(source: Path, path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    return Path(os.path.normpath(path if path.is_absolute() else source.parent / path))
+
+
+def _problems_of(error: ValidationError, prefix: str = "") -> list[str]:
+    problems = []
+    for item in error.errors():
+        location = prefix
+        for part in item["loc"]:
+            location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{location}: {message}" if location else message)
+    return problems

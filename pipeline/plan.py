@@ -1,16 +1,25 @@
-"""From a manifest to a flat list of work items: one per (content, style set)."""
+"""From a manifest to a flat list of work items, one per (content, style set), each
+with a key that says whether its existing output is still current."""
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
 from .images import IMAGE_SUFFIXES
-from .manifest import Job, Manifest
+from .manifest import JobPlan, Manifest
 from .settings import StyleSettings
 from .stylize import Style
+from .weights import resolve_weights
+
+KEY_VERSION = 1
+# Settings that change where or how fast the work runs, not what it produces.
+SETTINGS_OUTSIDE_KEY = {"device"}
 
 
 @dataclass(frozen=True)
@@ -22,40 +31,63 @@ class PlanItem:
     settings: StyleSettings
     quality: int
 
+    @property
+    def sidecar(self) -> Path:
+        return self.output.with_name(self.output.name + ".json")
 
-def plan(manifest: Manifest) -> list[PlanItem]:
+    def key(self) -> str:
+        """Changes whenever the content, a style, a setting or the weights change."""
+        recipe = {
+            "version": KEY_VERSION,
+            "content": _file_digest(self.content),
+            "styles": [[_file_digest(Path(s.image)), s.weight] for s in self.styles],
+            "settings": self.settings.model_dump(mode="json", exclude=SETTINGS_OUTSIDE_KEY),
+            "weights": _weights_identity(self.settings.weights),
+            "output": [self.output.suffix, self.quality],
+        }
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+    def is_done(self, key: str) -> bool:
+        """Done only when the output exists and its sidecar carries this key."""
+        if not self.output.is_file():
+            return False
+        try:
+            return json.loads(self.sidecar.read_text()).get("key") == key
+        except (OSError, ValueError):
+            return False
+
+
+def plan(manifest: Manifest, only: list[str] | None = None) -> list[PlanItem]:
+    jobs = [manifest.job(name) for name in only] if only else manifest.jobs
     items = []
-    for index, job in enumerate(manifest.jobs):
-        settings = manifest.settings_for(job)
-        contents = expand_input(manifest, job, index)
+    for job_plan in jobs:
+        job = job_plan.job
+        contents = expand_input(manifest, job_plan)
         for style_set in job.style_sets():
             styles = tuple(Style(manifest.resolve(ref.path), ref.weight) for ref in style_set)
             for content, relative in contents:
-                output = _output_path(manifest, job, relative, styles)
-                items.append(PlanItem(job.name, content, styles, output, settings, job.quality))
+                output = _output_path(manifest, job_plan, relative, styles)
+                items.append(PlanItem(job.name, content, styles, output, job_plan.settings, job_plan.quality))
     return items
 
 
-def expand_input(manifest: Manifest, job: Job, index: int) -> list[tuple[Path, Path]]:
+def expand_input(manifest: Manifest, job_plan: JobPlan) -> list[tuple[Path, Path]]:
     """Content files of a job with their paths relative to the input folder."""
-    where = f"jobs[{index}].input"
+    job, where = job_plan.job, f"jobs[{job_plan.index}].input"
     if any(char in job.input for char in "*?["):
         pattern = str(manifest.resolve(job.input))
-        found = sorted(Path(p) for p in glob.glob(pattern, recursive=job.recursive) if Path(p).is_file())
-        base = Path(pattern.split("*")[0].split("?")[0].split("[")[0])
-        base = base if base.is_dir() else base.parent
-        pairs = [(p, p.relative_to(base)) for p in found]
+        prefix = pattern[: min((i for i, char in enumerate(pattern) if char in "*?["))]
+        base = Path(prefix) if prefix.endswith(os.sep) else Path(prefix).parent
+        pairs = [(Path(p), Path(p).relative_to(base)) for p in sorted(glob.glob(pattern, recursive=job.recursive))]
     else:
         source = manifest.resolve(job.input)
         if source.is_file():
             return [(source, Path(source.name))]
-        if not source.is_dir():
-            raise InputError(f"{where}: {source} does not exist", manifest.source)
         walker = source.rglob("*") if job.recursive else source.glob("*")
-        pairs = [(p, p.relative_to(source)) for p in sorted(walker) if p.is_file()]
-    images = [(p, rel) for p, rel in pairs if p.suffix.lower() in IMAGE_SUFFIXES]
+        pairs = [(p, p.relative_to(source)) for p in sorted(walker)]
+    images = [(p, rel) for p, rel in pairs if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
-        raise InputError(f"{where}: no images found in {job.input}", manifest.source)
+        raise InputError(f"{where}: no images ({', '.join(IMAGE_SUFFIXES)}) found in {job.input}", manifest.source)
     return images
 
 
@@ -63,6 +95,49 @@ def style_label(styles: tuple[Style, ...]) -> str:
     return "+".join(Path(style.image).stem for style in styles)
 
 
-def _output_path(manifest: Manifest, job: Job, relative: Path, styles: tuple[Style, ...]) -> Path:
-    folder = manifest.resolve(manifest.output_dir) / job.name / relative.parent
-    return folder / f"{relative.stem}__{style_label(styles)}.{job.format}"
+def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles: tuple[Style, ...]) -> Path:
+    folder = manifest.output_dir / job_plan.job.name / relative.parent
+    return folder / f"{relative.stem}__{style_label(styles)}.{job_plan.format}"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return "unreadable"  # the item fails later with the real reason
+    return digest.hexdigest()
+
+
+def _weights_identity(spec: str) -> str:
+    source = resolve_weights(spec) if spec != "torchvision" else None
+    if source is None:
+        return "torchvision:IMAGENET1K_V1"
+    path = Path(source.file)
+    return f"{source.name}:{path.name}:{path.stat().st_size}"
+
+
+def validate_manifest(path: str | Path) -> list[str]:
+    """Every problem a run would meet, without running: schema, settings, presets,
+    style files, and every content file found decoding."""
+    from .images import load_image
+    from .manifest import check_style_files, parse_manifest
+
+    manifest, found = parse_manifest(path)
+    problems = [f"{manifest.source}: {p}" for p in found + check_style_files(manifest)]
+    for job_plan in manifest.jobs:
+        if not manifest.resolve(job_plan.job.input).exists() and not any(c in job_plan.job.input for c in "*?["):
+            continue  # already reported
+        try:
+            contents = expand_input(manifest, job_plan)
+        except InputError as error:
+            problems.append(str(error))
+            continue
+        for content, _ in contents:
+            try:
+                load_image(content)
+            except InputError as error:
+                problems.append(f"{manifest.source}: jobs[{job_plan.index}].input: {error}")
+    return problems

@@ -120,7 +120,12 @@ def test_run_manifest_writes_each_style(tmp_path):
     result = invoke("run", manifest, "--quiet")
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in (tmp_path / "out" / "cats").iterdir())
-    assert written == ["chelsea__starry_night.png", "chelsea__woman-with-hat-matisse.png"]
+    assert written == [
+        "chelsea__starry_night.png",
+        "chelsea__starry_night.png.json",
+        "chelsea__woman-with-hat-matisse.png",
+        "chelsea__woman-with-hat-matisse.png.json",
+    ]
 
 
 def test_run_bad_manifest_exits_2(tmp_path):

@@ -1,0 +1,60 @@
+"""The run report: report.json in the output folder, rewritten after every item."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .atomic import write_json
+
+REPORT_NAME = "report.json"
+
+
+@dataclass
+class ItemRecord:
+    job: str
+    input: str
+    style: str
+    output: str
+    status: str  # done, skipped or failed
+    seconds: float = 0.0
+    iterations: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    device: str | None = None
+
+
+@dataclass
+class RunReport:
+    manifest: str
+    output_dir: Path
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    items: list[ItemRecord] = field(default_factory=list)
+    finished: str | None = None
+
+    def add(self, record: ItemRecord) -> None:
+        self.items.append(record)
+        self.write()
+
+    def totals(self) -> dict[str, float]:
+        count = {status: sum(r.status == status for r in self.items) for status in ("done", "skipped", "failed")}
+        return {"items": len(self.items), **count, "seconds": round(sum(r.seconds for r in self.items), 2)}
+
+    @property
+    def failed(self) -> list[ItemRecord]:
+        return [r for r in self.items if r.status == "failed"]
+
+    def finish(self) -> None:
+        self.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.write()
+
+    def write(self) -> Path:
+        body = {
+            "manifest": self.manifest,
+            "started": self.started,
+            "finished": self.finished,
+            "totals": self.totals(),
+            "items": [asdict(r) for r in self.items],
+        }
+        return write_json(self.output_dir / REPORT_NAME, body)

@@ -1,0 +1,244 @@
+"""Manifest runs: plan, resume, skip, isolate failures, lock, report, validate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import cli
+import pipeline.run
+
+REPO = Path(__file__).resolve().parents[1]
+STARRY = REPO / "samples/styles/starry_night.jpg"
+MATISSE = REPO / "samples/styles/woman-with-hat-matisse.jpg"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(cli.app, [str(a) for a in args])
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """A folder of small photos, one in a subfolder."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for name, target in [("chelsea", "chelsea.jpg"), ("coffee", "coffee.jpg"), ("rocket", "sub/rocket.jpg")]:
+        with Image.open(REPO / f"samples/photos/{name}.jpg") as image:
+            image.resize((48, 32)).save(folder / target)
+    return folder
+
+
+def write_manifest(tmp_path: Path, photos: Path, *, b_iterations: int = 2, extra: str = "") -> Path:
+    manifest = tmp_path / "nightly.yaml"
+    manifest.write_text(
+        f"""
+output_dir: out
+defaults: {{preset: preview, size: 32, iterations: 2, device: cpu}}
+jobs:
+  - name: a
+    input: {photos}
+    recursive: true
+    styles: [{STARRY}, {MATISSE}]
+  - name: b
+    input: {photos}/*.jpg
+    style: [{{path: {STARRY}, weight: 2}}, {MATISSE}]
+    iterations: {b_iterations}
+    format: png
+{extra}"""
+    )
+    return manifest
+
+
+def report_of(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "out" / "report.json").read_text())
+
+
+def statuses(report: dict) -> dict[str, list[str]]:
+    by_job: dict[str, list[str]] = {}
+    for item in report["items"]:
+        by_job.setdefault(item["job"], []).append(item["status"])
+    return by_job
+
+
+def test_run_then_rerun_does_no_work_and_a_changed_job_reruns_alone(tmp_path, photos, monkeypatch):
+    manifest = write_manifest(tmp_path, photos)
+    first = invoke("run", manifest)
+    assert first.exit_code == 0, first.output
+    report = report_of(tmp_path)
+    assert report["totals"] == {"items": 8, "done": 8, "skipped": 0, "failed": 0, "seconds": report["totals"]["seconds"]}
+    out = tmp_path / "out"
+    assert (out / "a/sub/rocket__starry_night.jpg").is_file()  # folder structure kept
+    assert (out / "b/chelsea__starry_night+woman-with-hat-matisse.png").is_file()
+    sidecar = json.loads((out / "a/chelsea__starry_night.jpg.json").read_text())
+    assert sidecar["settings"]["size"] == 32 and sidecar["settings"]["tolerance"] == 0.001  # preset then defaults
+    assert {"key", "losses", "seconds", "device", "version", "iterations"} <= set(sidecar)
+    item = report["items"][0]
+    assert {"job", "input", "style", "output", "status", "seconds", "iterations", "losses", "error"} <= set(item)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a current output was stylized again")
+
+    monkeypatch.setattr(pipeline.run, "stylize_image", no_work)
+    second = invoke("run", manifest)
+    assert second.exit_code == 0, second.output
+    assert statuses(report_of(tmp_path)) == {"a": ["skipped"] * 6, "b": ["skipped"] * 2}
+    monkeypatch.undo()
+
+    write_manifest(tmp_path, photos, b_iterations=3)
+    third = invoke("run", manifest)
+    assert third.exit_code == 0, third.output
+    assert statuses(report_of(tmp_path)) == {"a": ["skipped"] * 6, "b": ["done"] * 2}
+
+
+def test_force_only_and_dry_run(tmp_path, photos):
+    manifest = write_manifest(tmp_path, photos)
+    dry = invoke("run", manifest, "--dry-run", "--verbose")
+    assert dry.exit_code == 0 and "8 item(s), 8 to run" in dry.output
+    assert not (tmp_path / "out" / "a").exists()
+    only = invoke("run", manifest, "--only", "b")
+    assert only.exit_code == 0, only.output
+    assert statuses(report_of(tmp_path)) == {"b": ["done"] * 2}
+    forced = invoke("run", manifest, "--only", "b", "--force")
+    assert statuses(report_of(tmp_path)) == {"b": ["done"] * 2}, forced.output
+    unknown = invoke("run", manifest, "--only", "zzz")
+    assert unknown.exit_code == 2 and "no job named 'zzz'" in unknown.output
+
+
+def test_bad_files_are_reported_and_the_rest_runs(tmp_path, photos):
+    (photos / "cut.jpg").write_bytes((photos / "chelsea.jpg").read_bytes()[:300])
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "notes.png").write_text("not a picture")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"output_dir: out\ndefaults: {{size: 32, iterations: 2, device: cpu}}\n"
+                        f"jobs:\n  - name: a\n    input: {photos}\n    style: {STARRY}\n")
+    result = invoke("run", manifest)
+    assert result.exit_code == 1, result.output
+    items = {Path(i["input"]).name: i for i in report_of(tmp_path)["items"]}
+    assert items["chelsea.jpg"]["status"] == items["coffee.jpg"]["status"] == "done"
+    assert "corrupt or truncated" in items["cut.jpg"]["error"]
+    assert "empty" in items["empty.jpg"]["error"]
+    assert "not a readable image" in items["notes.png"]["error"]
+    assert all(items[n]["status"] == "failed" for n in ("cut.jpg", "empty.jpg", "notes.png"))
+    assert "Traceback" not in result.output
+
+
+def test_validate_reports_every_mistake_with_its_location(tmp_path, photos):
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        f"""
+output_dir: out
+colour: red
+jobs:
+  - name: a
+    input: {photos}
+    style: [{STARRY}, {tmp_path}/missing.jpg]
+    size: -5
+  - name: b
+    input: {tmp_path}/nowhere
+    preset: ultra
+    style: {STARRY}
+"""
+    )
+    result = invoke("validate", manifest)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    expected = [
+        "colour: unknown key",
+        "jobs[0].style[1].path: ",
+        "jobs[0].size: Input should be greater than 15",
+        "jobs[1].input: ",
+        "jobs[1].preset: no preset named 'ultra'",
+    ]
+    lines = result.output.strip().splitlines()
+    for fragment in expected:
+        assert sum(fragment in line for line in lines) == 1, (fragment, result.output)
+    assert all(line.startswith(f"error: {manifest}: ") for line in lines)
+    assert invoke("run", manifest).exit_code == 2  # run refuses before any work
+
+
+def test_validate_finds_undecodable_inputs(tmp_path, photos):
+    (photos / "broken.png").write_text("no")
+    manifest = write_manifest(tmp_path, photos)
+    result = invoke("validate", manifest)
+    assert result.exit_code == 2 and "broken.png" in result.output
+    (photos / "broken.png").unlink()
+    assert invoke("validate", manifest).exit_code == 0
+
+
+def test_a_live_lock_stops_a_second_run(tmp_path, photos):
+    manifest = write_manifest(tmp_path, photos)
+    lock = tmp_path / "out" / ".stylize.lock"
+    lock.parent.mkdir()
+    import socket
+
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    result = invoke("run", manifest)
+    assert result.exit_code == 3
+    assert f"pid {os.getpid()}" in result.output and "in use by another stylize run" in result.output
+
+
+def test_out_of_memory_retries_with_smaller_tiles_then_fails_alone(tmp_path, photos, monkeypatch):
+    real = pipeline.run.stylize_image
+    tiles_tried = []
+
+    def tight_memory(content, styles, settings, callback=None):
+        tiles_tried.append(settings.tile_size)
+        if "coffee" in str(content) or settings.tile_size > 256:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(content, styles, settings, callback)
+
+    monkeypatch.setattr(pipeline.run, "stylize_image", tight_memory)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"output_dir: out\ndefaults: {{size: 32, iterations: 2, device: cpu}}\n"
+                        f"jobs:\n  - name: a\n    input: {photos}\n    style: {STARRY}\n")
+    result = invoke("run", manifest)
+    assert result.exit_code == 1
+    items = {Path(i["input"]).name: i for i in report_of(tmp_path)["items"]}
+    assert items["chelsea.jpg"]["status"] == "done"
+    assert "out of GPU memory even with tile_size 128" in items["coffee.jpg"]["error"]
+    assert tiles_tried[:3] == [1024, 512, 256]
+    assert "retrying with tile_size 512" in result.output
+
+
+def _run_in_background(manifest: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "cli.py"), "run", str(manifest)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_sigkill_then_rerun_finishes_with_nothing_half_written(tmp_path, photos):
+    manifest = write_manifest(tmp_path, photos)
+    out = tmp_path / "out"
+    process = _run_in_background(manifest)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.rglob("*.json"))) < 3:  # report + 2 sidecars
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = {p for p in out.rglob("*.json") if p.name != "report.json"}
+    assert 0 < len(finished_before) < 8
+    for image in [p for p in out.rglob("*") if p.suffix in (".jpg", ".png") and not p.name.startswith(".")]:
+        with Image.open(image) as opened:
+            opened.load()  # every visible output decodes in full
+
+    result = invoke("run", manifest)
+    assert result.exit_code == 0, result.output
+    report = report_of(tmp_path)
+    assert report["totals"]["done"] + report["totals"]["skipped"] == 8
+    assert report["totals"]["skipped"] >= len(finished_before)
+    assert not list(out.rglob("*.tmp")) and not (out / ".stylize.lock").exists()
+    outputs = [p for p in out.rglob("*") if p.suffix in (".jpg", ".png")]
+    assert len(outputs) == 8
+    for image in outputs:
+        with Image.open(image) as opened:
+            opened.load()
