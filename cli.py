@@ -162,6 +162,7 @@ def run(
     only: Optional[list[str]] = typer.Option(None, "--only", help="run only this job (repeatable)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="list every planned item and more progress"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="photos optimised together [default: from free GPU memory; 1 on CPU]"),
 ):
     """Stylize everything a manifest lists; skips outputs that are already current."""
     from pipeline.manifest import load_manifest
@@ -174,7 +175,7 @@ def run(
             display.planned(planned)
             if dry_run:
                 return
-            report = run_planned(loaded, planned, display)
+            report = run_planned(loaded, planned, display, batch_size)
     except StylizeError as error:
         raise _fail(error)
     _print_summary(report)

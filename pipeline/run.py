@@ -9,19 +9,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageOps
 
 from . import __version__
 from .atomic import write_json
 from .errors import EnvironmentProblem, StylizeError
-from .images import save_image
+from .device import resolve_device
+from .images import fit_long_edge, save_image
 from .lock import OutputLock
 from .manifest import Manifest, ManifestError, check_style_files
 from .plan import PlanItem, plan, style_label
 from .report import ItemRecord, RunReport
 from .settings import StyleSettings
-from .stylize import Progress, StylizeResult, stylize_image
+from .stylize import Progress, StylizeResult, get_stylizer
 
 MIN_TILE_SIZE = 128
+MAX_BATCH = 16
+# VGG19 activations kept for the backward pass, with headroom, per pixel of a batch element (fp32).
+BYTES_PER_PIXEL = 6 * 1024
 
 
 class RunEvents:
@@ -53,22 +58,28 @@ def prepare(manifest: Manifest, only: list[str] | None = None, force: bool = Fal
     return planned
 
 
-def run_planned(manifest: Manifest, planned: list[PlannedItem], events: RunEvents | None = None) -> RunReport:
+def run_planned(
+    manifest: Manifest, planned: list[PlannedItem], events: RunEvents | None = None, batch_size: int | None = None
+) -> RunReport:
+    """Run what is not done. batch_size None: as many same-sized photos per batch as GPU memory allows."""
     events = events or RunEvents()
     report = RunReport(str(manifest.source), manifest.output_dir)
     with OutputLock(manifest.output_dir) as lock:
         if lock.took_over:
             events.note(f"took over the lock of a run that is gone (pid {lock.took_over.get('pid')})")
         _remove_partial_files(manifest.output_dir)  # safe: we hold the lock, nobody else writes here
-        todo = [p for p in planned if not p.done]
         for planned_item in planned:
             if planned_item.done:
                 report.add(_skipped_record(planned_item.item))
-        for position, planned_item in enumerate(todo, start=1):
-            events.item_started(position, len(todo), planned_item.item)
-            record = _run_item(planned_item, events)
-            report.add(record)
-            events.item_finished(record)
+        todo = [p for p in planned if not p.done]
+        position = 0
+        for batch in _batches(todo, batch_size):
+            for planned_item in batch:
+                position += 1
+                events.item_started(position, len(todo), planned_item.item)
+            for record in _run_batch(batch, events):
+                report.add(record)
+                events.item_finished(record)
         report.finish()
     return report
 
@@ -79,33 +90,83 @@ def _remove_partial_files(output_dir: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _run_item(planned: PlannedItem, events: RunEvents) -> ItemRecord:
-    item, started = planned.item, time.perf_counter()
+def _batches(todo: list[PlannedItem], batch_size: int | None):
+    """Groups of items that share settings, styles and working size."""
+    if batch_size == 1 or (batch_size is None and not torch.cuda.is_available()):
+        yield from ([p] for p in todo)
+        return
+    groups: dict[tuple, list[PlannedItem]] = {}
+    for planned_item in todo:
+        groups.setdefault(_batch_key(planned_item.item), []).append(planned_item)
+    for (settings, _, size), members in groups.items():
+        limit = batch_size or auto_batch_size(settings, size)
+        for start in range(0, len(members), limit):
+            yield members[start : start + limit]
+
+
+def _batch_key(item: PlanItem) -> tuple:
     try:
-        result, settings = _stylize_with_fallback(item, events)
+        with Image.open(item.content) as image:
+            width, height = ImageOps.exif_transpose(image).size
+    except Exception:  # noqa: BLE001 - an unreadable file gets a batch of its own and fails there
+        return (item.settings, item.styles, ("unreadable", str(item.content)))
+    return (item.settings, item.styles, fit_long_edge(height, width, item.settings.size))
+
+
+def auto_batch_size(settings: StyleSettings, size: tuple) -> int:
+    """Photos per batch that fit in free GPU memory, from a per-pixel estimate of VGG19 activations."""
+    device = resolve_device(settings.device)
+    if device.type != "cuda" or not isinstance(size[0], int):
+        return 1
+    free, _ = torch.cuda.mem_get_info(device)
+    pixels = min(size[0], settings.tile_size) * min(size[1], settings.tile_size)
+    return max(1, min(MAX_BATCH, int(free * 0.6 // (pixels * BYTES_PER_PIXEL))))
+
+
+def _run_batch(batch: list[PlannedItem], events: RunEvents) -> list[ItemRecord]:
+    started = time.perf_counter()
+    try:
+        results, settings = _stylize_with_fallback([p.item for p in batch], events)
+    except (EnvironmentProblem, KeyboardInterrupt):
+        raise  # the machine or the user stops the run, not these items
+    except Exception as error:  # noqa: BLE001 - one bad item must not end a night's run
+        if len(batch) > 1:  # find the culprit: each item alone
+            return [record for p in batch for record in _run_batch([p], events)]
+        return [_record(batch[0].item, "failed", time.perf_counter() - started, error=_describe(error))]
+    return [_finish_item(p, result, settings) for p, result in zip(batch, results)]
+
+
+def _finish_item(planned: PlannedItem, result: StylizeResult, settings: StyleSettings) -> ItemRecord:
+    item = planned.item
+    try:
         save_image(result.image, item.output, quality=item.quality)
         _write_sidecar(planned, result, settings)
-    except (EnvironmentProblem, KeyboardInterrupt):
-        raise  # the machine or the user stops the run, not this item
-    except StylizeError as error:
-        return _record(item, "failed", time.perf_counter() - started, error=str(error))
-    except Exception as error:  # noqa: BLE001 - one bad item must not end a night's run
-        return _record(item, "failed", time.perf_counter() - started, error=f"{error.__class__.__name__}: {error}")
-    return _record(item, "done", time.perf_counter() - started, result=result)
+    except (StylizeError, OSError) as error:
+        return _record(item, "failed", result.seconds, error=_describe(error))
+    return _record(item, "done", result.seconds, result=result)
 
 
-def _stylize_with_fallback(item: PlanItem, events: RunEvents) -> tuple[StylizeResult, StyleSettings]:
-    """On GPU out-of-memory, retry with tiles half the size until they reach MIN_TILE_SIZE."""
-    settings = item.settings
+def _describe(error: Exception) -> str:
+    return str(error) if isinstance(error, StylizeError) else f"{error.__class__.__name__}: {error}"
+
+
+def _stylize_with_fallback(items: list[PlanItem], events: RunEvents) -> tuple[list[StylizeResult], StyleSettings]:
+    """On GPU out-of-memory a batch splits into single items (by the caller); a single
+    item retries with tiles half the size until they reach MIN_TILE_SIZE."""
+    settings, first = items[0].settings, items[0]
     while True:
         try:
-            return stylize_image(item.content, list(item.styles), settings, events.progress), settings
+            contents = [item.content for item in items]
+            return get_stylizer(settings).stylize_batch(contents, list(first.styles), settings, events.progress), settings
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
+            if len(items) > 1:
+                events.note(f"out of GPU memory with a batch of {len(items)}: running them one by one")
+                raise
             if settings.tile_size // 2 < MIN_TILE_SIZE:
-                raise StylizeError(f"{item.content}: out of GPU memory even with tile_size {settings.tile_size}; lower size") from None
+                raise StylizeError(f"{first.content}: out of GPU memory even with tile_size {settings.tile_size}; lower size") from None
             settings = settings.model_copy(update={"tile_size": settings.tile_size // 2})
-            events.note(f"out of GPU memory on {item.content.name}: retrying with tile_size {settings.tile_size}")
+            events.note(f"out of GPU memory on {first.content.name}: retrying with tile_size {settings.tile_size}")
 
 
 def _write_sidecar(planned: PlannedItem, result: StylizeResult, settings: StyleSettings) -> None:

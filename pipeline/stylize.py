@@ -20,7 +20,7 @@ from PIL import Image
 from . import color
 from .device import resolve_device
 from .errors import InputError, StylizeError
-from .images import ImageLike, as_tensor, resize, resize_long_edge, to_pil
+from .images import ImageLike, as_tensor, fit_long_edge, resize, resize_long_edge, to_pil
 from .losses import ContentLoss, GatysLoss, LossTerms, StyleLoss, gram_matrix
 from .settings import StyleSettings
 from .tiles import Box, feather, tile_boxes
@@ -121,12 +121,18 @@ class Stylizer:
 
     # -- public -----------------------------------------------------------------
     def stylize(self, content: ImageLike, styles, settings: StyleSettings, callback: Callback | None = None) -> StylizeResult:
+        return self.stylize_batch([content], styles, settings, callback)[0]
+
+    def stylize_batch(
+        self, contents: Sequence[ImageLike], styles, settings: StyleSettings, callback: Callback | None = None
+    ) -> list[StylizeResult]:
+        """Optimise several same-sized contents together, each against its own loss."""
         started = time.perf_counter()
         torch.manual_seed(settings.seed)
-        content_full = as_tensor(content)
+        content_full = _stack_same_size(contents, settings)
         prepared = _prepare_styles(styles)
         report = _Reporter(callback, started)
-        image, sizes, steps, stopped, losses = None, [], 0, False, {}
+        image, sizes, steps, stopped, losses = None, [], 0, False, []
         levels = settings.scale_sizes()
         for index, long_edge in enumerate(levels):
             content_level = resize_long_edge(content_full, long_edge).to(self.device)
@@ -139,17 +145,12 @@ class Stylizer:
             stopped = stopped or level_stopped
         if settings.preserve_color == "luminance":
             image = color.with_content_chroma(image, content_level)
-        tensor = image.detach().clamp(0, 1).cpu()
-        return StylizeResult(
-            image=to_pil(tensor),
-            tensor=tensor,
-            losses=losses,
-            iterations=steps,
-            seconds=time.perf_counter() - started,
-            device=str(self.device),
-            stopped_early=stopped,
-            sizes=sizes,
-        )
+        tensors = image.detach().clamp(0, 1).cpu().split(1)
+        seconds = (time.perf_counter() - started) / len(tensors)  # the batch's time, shared out
+        return [
+            StylizeResult(to_pil(t), t, item_losses, steps, seconds, str(self.device), stopped, sizes)
+            for t, item_losses in zip(tensors, losses)
+        ]
 
     def evaluate(self, image: ImageLike, content: ImageLike, styles, settings: StyleSettings) -> dict[str, float]:
         """Losses of `image` against content and styles, as the optimizer would score them."""
@@ -189,7 +190,10 @@ class Stylizer:
             coverage[window] += mask
             steps, stopped = steps + tile_steps, stopped or tile_stopped
             tile_losses.append(losses)
-        mean_losses = {k: sum(l[k] for l in tile_losses) / len(tile_losses) for k in tile_losses[0]}
+        mean_losses = [
+            {k: sum(tile[i][k] for tile in tile_losses) / len(tile_losses) for k in tile_losses[0][i]}
+            for i in range(image.shape[0])
+        ]
         return blended / coverage, steps, stopped, mean_losses
 
     def _optimize(self, start: torch.Tensor, criterion: GatysLoss, settings, level: _Level, report):
@@ -220,8 +224,8 @@ class Stylizer:
                 break
         result = image.detach().clamp(0, 1)
         with torch.no_grad():
-            final = criterion(result).as_floats()
-        return result, len(history), stopped, final
+            final = criterion(result)
+        return result, len(history), stopped, [final.as_floats(i) for i in range(result.shape[0])]
 
     # -- targets --------------------------------------------------------------------
     def _criterion(self, content: torch.Tensor, grams: dict[str, torch.Tensor], settings) -> "_Criterion":
@@ -237,6 +241,10 @@ class Stylizer:
 
     def _style_grams(self, styles: list[_PreparedStyle], content: torch.Tensor, settings) -> dict[str, torch.Tensor]:
         """Blend of each style's Gram matrices, weighted; each style's Grams are cached."""
+        if settings.preserve_color != "none" and content.shape[0] > 1:
+            # Colour modes recolour the style after each content: one target per image.
+            per_image = [self._style_grams(styles, content[i : i + 1], settings) for i in range(content.shape[0])]
+            return {name: torch.cat([grams[name] for grams in per_image]) for name in settings.style_layers}
         long_edge = max(1, round(max(content.shape[-2:]) * settings.style_scale))
         blended: dict[str, torch.Tensor] = {}
         for style in styles:
@@ -310,6 +318,18 @@ class _Reporter:
                 self.callback(Progress(level.index, level.levels, tile, tiles, iteration, iterations, height, width, losses, elapsed))
 
         return report
+
+
+def _stack_same_size(contents: Sequence[ImageLike], settings: StyleSettings) -> torch.Tensor:
+    tensors = [as_tensor(content) for content in contents]
+    shapes = {tuple(t.shape[-2:]) for t in tensors}
+    if len(shapes) > 1:
+        sized = {fit_long_edge(*shape, long_edge) for shape in shapes for long_edge in settings.scale_sizes()}
+        if len(sized) > len(settings.scale_sizes()):
+            raise InputError(f"a batch needs contents of one size after resizing; got {sorted(shapes)}")
+        target = max(shapes)
+        tensors = [resize(t, target) for t in tensors]
+    return torch.cat(tensors)
 
 
 def _is_single_style(styles) -> bool:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -17,6 +18,9 @@ from typer.testing import CliRunner
 
 import cli
 import pipeline.run
+import pipeline.stylize
+from pipeline.manifest import load_manifest
+from pipeline.run import prepare, run_planned
 
 REPO = Path(__file__).resolve().parents[1]
 STARRY = REPO / "samples/styles/starry_night.jpg"
@@ -89,7 +93,7 @@ def test_run_then_rerun_does_no_work_and_a_changed_job_reruns_alone(tmp_path, ph
     def no_work(*args, **kwargs):
         raise AssertionError("a current output was stylized again")
 
-    monkeypatch.setattr(pipeline.run, "stylize_image", no_work)
+    monkeypatch.setattr(pipeline.stylize.Stylizer, "stylize_batch", no_work)
     second = invoke("run", manifest)
     assert second.exit_code == 0, second.output
     assert statuses(report_of(tmp_path)) == {"a": ["skipped"] * 6, "b": ["skipped"] * 2}
@@ -189,16 +193,16 @@ def test_a_live_lock_stops_a_second_run(tmp_path, photos):
 
 
 def test_out_of_memory_retries_with_smaller_tiles_then_fails_alone(tmp_path, photos, monkeypatch):
-    real = pipeline.run.stylize_image
+    real = pipeline.stylize.Stylizer.stylize_batch
     tiles_tried = []
 
-    def tight_memory(content, styles, settings, callback=None):
+    def tight_memory(self, contents, styles, settings, callback=None):
         tiles_tried.append(settings.tile_size)
-        if "coffee" in str(content) or settings.tile_size > 256:
+        if "coffee" in str(contents[0]) or settings.tile_size > 256:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(content, styles, settings, callback)
+        return real(self, contents, styles, settings, callback)
 
-    monkeypatch.setattr(pipeline.run, "stylize_image", tight_memory)
+    monkeypatch.setattr(pipeline.stylize.Stylizer, "stylize_batch", tight_memory)
     manifest = tmp_path / "m.yaml"
     manifest.write_text(f"output_dir: out\ndefaults: {{size: 32, iterations: 2, device: cpu}}\n"
                         f"jobs:\n  - name: a\n    input: {photos}\n    style: {STARRY}\n")
@@ -242,3 +246,27 @@ def test_sigkill_then_rerun_finishes_with_nothing_half_written(tmp_path, photos)
     for image in outputs:
         with Image.open(image) as opened:
             opened.load()
+
+
+def test_same_sized_photos_run_as_one_batch_each_with_its_own_loss(tmp_path, photos, monkeypatch):
+    batches = []
+    real = pipeline.stylize.Stylizer.stylize_batch
+
+    def spy(self, contents, styles, settings, callback=None):
+        batches.append(len(contents))
+        return real(self, contents, styles, settings, callback)
+
+    monkeypatch.setattr(pipeline.stylize.Stylizer, "stylize_batch", spy)
+    outputs = {}
+    for batch_size in (1, 3):
+        manifest = tmp_path / f"m{batch_size}.yaml"
+        manifest.write_text(f"output_dir: out{batch_size}\ndefaults: {{size: 32, iterations: 4, device: cpu, optimizer: adam}}\n"
+                            f"jobs:\n  - name: a\n    input: {photos}\n    recursive: true\n    format: png\n    style: {STARRY}\n")
+        loaded = load_manifest(manifest)
+        report = run_planned(loaded, prepare(loaded), batch_size=batch_size)
+        assert report.totals()["done"] == 3
+        outputs[batch_size] = {Path(r.output).name: np.asarray(Image.open(r.output), dtype=float) for r in report.items}
+    assert batches == [1, 1, 1, 3]
+    for name, alone in outputs[1].items():
+        # Adam treats each image independently: batched and alone agree up to float noise.
+        assert np.abs(alone - outputs[3][name]).max() <= 2, name
