@@ -65,26 +65,53 @@ class TotalVariationLoss(nn.Module):
 
 
 @dataclass
+class TemporalTarget:
+    """Ruder et al.: the previous output warped into this frame, and where that warp is reliable."""
+
+    warped: torch.Tensor  # [1, 3, H, W]
+    mask: torch.Tensor  # [1, 1, H, W], 1 where the flow is reliable
+    weight: float
+
+    def crop(self, window) -> "TemporalTarget":
+        return TemporalTarget(self.warped[window], self.mask[window], self.weight)
+
+
+class TemporalLoss(nn.Module):
+    """Squared change from the warped previous output where the flow is reliable,
+    averaged over all pixels, so frames with more reliable flow are held more firmly."""
+
+    def __init__(self, target: TemporalTarget):
+        super().__init__()
+        self.register_buffer("warped", target.warped.detach().float())
+        self.register_buffer("mask", target.mask.detach().float())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (self.mask * (image.float() - self.warped).pow(2)).mean(dim=(1, 2, 3))
+
+
+@dataclass
 class LossTerms:
     """Weighted loss terms, one value per image in the batch."""
 
     content: torch.Tensor
     style: torch.Tensor
     tv: torch.Tensor
+    temporal: torch.Tensor
 
     @property
     def total(self) -> torch.Tensor:
-        return self.content + self.style + self.tv
+        return self.content + self.style + self.tv + self.temporal
 
     def as_floats(self, index: int | None = None) -> dict[str, float]:
         def pick(t: torch.Tensor) -> float:
             return float(t.detach().sum() if index is None else t.detach()[index])
 
-        return {"total": pick(self.total), "content": pick(self.content), "style": pick(self.style), "tv": pick(self.tv)}
+        terms = {"total": self.total, "content": self.content, "style": self.style, "tv": self.tv, "temporal": self.temporal}
+        return {name: pick(value) for name, value in terms.items()}
 
 
 class GatysLoss(nn.Module):
-    """content_weight * content + style_weight * sum_l w_l * style_l + tv_weight * tv."""
+    """content_weight * content + style_weight * sum_l w_l * style_l + tv_weight * tv (+ temporal)."""
 
     def __init__(
         self,
@@ -94,6 +121,7 @@ class GatysLoss(nn.Module):
         content_weight: float,
         style_weight: float,
         tv_weight: float,
+        temporal: TemporalTarget | None = None,
     ):
         super().__init__()
         self.content = nn.ModuleDict(content)
@@ -103,6 +131,8 @@ class GatysLoss(nn.Module):
         self.style_weight = style_weight
         self.tv_weight = tv_weight
         self.tv = TotalVariationLoss()
+        self.temporal = TemporalLoss(temporal) if temporal is not None else None
+        self.temporal_weight = temporal.weight if temporal is not None else 0.0
 
     def forward(self, image: torch.Tensor, features: dict[str, torch.Tensor]) -> LossTerms:
         zero = image.new_zeros(image.shape[0], dtype=torch.float32)
@@ -111,4 +141,7 @@ class GatysLoss(nn.Module):
             (self.style_layer_weights[name] * loss(features[name]) for name, loss in self.style.items()), zero
         )
         tv = self.tv(image.float()) if self.tv_weight else zero
-        return LossTerms(self.content_weight * content, self.style_weight * style, self.tv_weight * tv)
+        temporal = self.temporal(image) if self.temporal is not None else zero
+        return LossTerms(
+            self.content_weight * content, self.style_weight * style, self.tv_weight * tv, self.temporal_weight * temporal
+        )

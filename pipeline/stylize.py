@@ -21,7 +21,7 @@ from . import color
 from .device import resolve_device
 from .errors import InputError, StylizeError
 from .images import ImageLike, as_tensor, fit_long_edge, resize, resize_long_edge, to_pil
-from .losses import ContentLoss, GatysLoss, LossTerms, StyleLoss, gram_matrix
+from .losses import ContentLoss, GatysLoss, LossTerms, StyleLoss, TemporalTarget, gram_matrix
 from .settings import StyleSettings
 from .tiles import Box, feather, tile_boxes
 from .vgg import VGGFeatures
@@ -130,7 +130,7 @@ class Stylizer:
         started = time.perf_counter()
         torch.manual_seed(settings.seed)
         content_full = _stack_same_size(contents, settings)
-        prepared = _prepare_styles(styles)
+        prepared = prepare_styles(styles)
         report = _Reporter(callback, started)
         image, sizes, steps, stopped, losses = None, [], 0, False, []
         levels = settings.scale_sizes()
@@ -152,18 +152,47 @@ class Stylizer:
             for t, item_losses in zip(tensors, losses)
         ]
 
+    def stylize_frame(
+        self,
+        content: torch.Tensor,
+        styles,
+        settings: StyleSettings,
+        start: torch.Tensor,
+        iterations: int,
+        temporal: TemporalTarget | None = None,
+        callback: Callback | None = None,
+    ) -> StylizeResult:
+        """One video frame at its working size, warm-started from `start` (the previous
+        output warped into this frame), optionally held to it by a temporal loss."""
+        started = time.perf_counter()
+        torch.manual_seed(settings.seed)
+        content = content.to(self.device)
+        if settings.preserve_color == "luminance" and temporal is not None:
+            temporal = TemporalTarget(color.luminance_image(temporal.warped), temporal.mask, temporal.weight)
+        if settings.preserve_color == "luminance":
+            start = color.luminance_image(start)
+        level = _Level(0, 1, iterations)
+        image, steps, stopped, losses = self._stylize_level(
+            start.to(self.device), content, prepare_styles(styles), settings, level, _Reporter(callback, started), temporal
+        )
+        if settings.preserve_color == "luminance":
+            image = color.with_content_chroma(image, content)
+        tensor = image.detach().clamp(0, 1).cpu()
+        seconds = time.perf_counter() - started
+        return StylizeResult(to_pil(tensor), tensor, losses[0], steps, seconds, str(self.device), stopped, [tuple(tensor.shape[-2:])])
+
     def evaluate(self, image: ImageLike, content: ImageLike, styles, settings: StyleSettings) -> dict[str, float]:
         """Losses of `image` against content and styles, as the optimizer would score them."""
         image_t = as_tensor(image).to(self.device)
         content_t = resize(as_tensor(content), tuple(image_t.shape[-2:])).to(self.device)
         if settings.preserve_color == "luminance":
             image_t, content_t = color.luminance_image(image_t), color.luminance_image(content_t)
-        criterion = self._criterion(content_t, self._style_grams(_prepare_styles(styles), content_t, settings), settings)
+        criterion = self._criterion(content_t, self._style_grams(prepare_styles(styles), content_t, settings), settings)
         with torch.no_grad():
             return criterion(image_t).as_floats()
 
     # -- one scale ----------------------------------------------------------------
-    def _stylize_level(self, image, content, styles, settings, level: _Level, report: "_Reporter"):
+    def _stylize_level(self, image, content, styles, settings, level: _Level, report: "_Reporter", temporal=None):
         if settings.preserve_color == "luminance":
             content = color.luminance_image(content)
         grams = self._style_grams(styles, content, settings)
@@ -171,18 +200,18 @@ class Stylizer:
         height, width = content.shape[-2:]
         boxes = tile_boxes(height, width, settings.tile_size, TILE_OVERLAP)
         if len(boxes) == 1:
-            criterion = self._criterion(content, grams, settings)
+            criterion = self._criterion(content, grams, settings, temporal)
             return self._optimize(image, criterion, settings, level, report.at(level, 0, 1, height, width))
-        return self._optimize_tiles(image, content, grams, settings, level, boxes, report)
+        return self._optimize_tiles(image, content, grams, settings, level, boxes, report, temporal)
 
-    def _optimize_tiles(self, image, content, grams, settings, level: _Level, boxes: list[Box], report: "_Reporter"):
+    def _optimize_tiles(self, image, content, grams, settings, level: _Level, boxes: list[Box], report: "_Reporter", temporal=None):
         height, width = content.shape[-2:]
         blended = torch.zeros_like(image)
         coverage = torch.zeros_like(image[:, :1])
         steps, stopped, tile_losses = 0, False, []
         for index, (top, left, h, w) in enumerate(boxes):
             window = (..., slice(top, top + h), slice(left, left + w))
-            criterion = self._criterion(content[window], grams, settings)
+            criterion = self._criterion(content[window], grams, settings, temporal.crop(window) if temporal else None)
             tile_report = report.at(level, index, len(boxes), h, w)
             tile, tile_steps, tile_stopped, losses = self._optimize(image[window], criterion, settings, level, tile_report)
             mask = feather((top, left, h, w), height, width, TILE_OVERLAP, image.device)
@@ -228,14 +257,14 @@ class Stylizer:
         return result, len(history), stopped, [final.as_floats(i) for i in range(result.shape[0])]
 
     # -- targets --------------------------------------------------------------------
-    def _criterion(self, content: torch.Tensor, grams: dict[str, torch.Tensor], settings) -> "_Criterion":
+    def _criterion(self, content: torch.Tensor, grams: dict[str, torch.Tensor], settings, temporal=None) -> "_Criterion":
         with torch.no_grad():
             features = self.model(content)
         content_losses = {name: ContentLoss(features[name]) for name in settings.content_layers}
         style_losses = {name: StyleLoss(grams[name]) for name in settings.style_layers}
         loss = GatysLoss(
             content_losses, style_losses, settings.layer_weights(),
-            settings.content_weight, settings.style_weight, settings.tv_weight,
+            settings.content_weight, settings.style_weight, settings.tv_weight, temporal,
         )
         return _Criterion(self.model, loss)
 
@@ -339,7 +368,10 @@ def _is_single_style(styles) -> bool:
     return isinstance(styles, tuple) and len(styles) == 2 and isinstance(styles[1], (int, float))
 
 
-def _prepare_styles(styles) -> list[_PreparedStyle]:
+def prepare_styles(styles) -> list[_PreparedStyle]:
+    """Load, weigh and fingerprint styles once; already prepared styles pass through."""
+    if isinstance(styles, list) and styles and all(isinstance(s, _PreparedStyle) for s in styles):
+        return styles
     if _is_single_style(styles):
         styles = [styles]
     parsed = [s if isinstance(s, Style) else Style(*s) if isinstance(s, tuple) else Style(s) for s in styles]

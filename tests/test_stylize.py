@@ -38,7 +38,8 @@ def test_result_shape_iterations_and_losses(starry_run, photo, stylizer, starry,
     assert result.iterations == 30
     assert result.stopped_early is False
     assert result.device == "cpu"
-    assert set(result.losses) == {"total", "content", "style", "tv"}
+    assert set(result.losses) == {"total", "content", "style", "tv", "temporal"}
+    assert result.losses["temporal"] == 0.0  # no temporal term for a photo
     assert all(math.isfinite(v) for v in result.losses.values())
     assert result.losses["total"] == pytest.approx(
         result.losses["content"] + result.losses["style"] + result.losses["tv"], rel=1e-5
