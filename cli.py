@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -16,16 +16,29 @@ from pipeline import Style, StyleSettings, StylizeError
 from pipeline.errors import EXIT_ITEMS_FAILED, EXIT_USAGE
 from pipeline.plan import style_label
 from pipeline.run import RunEvents
-from pipeline.settings import settings_from
+from pipeline.settings import VideoSettings, settings_from
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural style transfer for photos and video, from a YAML manifest.")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 DEFAULTS = StyleSettings()
+VIDEO_DEFAULTS = VideoSettings()
 
 
 def _default(name: str) -> str:
     return f"[default: {getattr(DEFAULTS, name)}]"
+
+
+# Options shared by `image` and `video`; defaults shown are the library's.
+StyleSpecs = Annotated[list[str], typer.Option("--style", "-s", help="style image, PATH or PATH:WEIGHT; repeat to blend")]
+Size = Annotated[Optional[int], typer.Option(help=f"long edge in pixels {_default('size')}")]
+Seed = Annotated[Optional[int], typer.Option(help=f"random seed {_default('seed')}")]
+Device = Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda, cuda:N {_default('device')}")]
+Weights = Annotated[Optional[str], typer.Option(help=f"caffe, torchvision or a state dict path {_default('weights')}")]
+ContentWeight = Annotated[Optional[float], typer.Option(help=f"{_default('content_weight')}")]
+StyleWeight = Annotated[Optional[float], typer.Option(help=f"{_default('style_weight')}")]
+PreserveColor = Annotated[Optional[str], typer.Option(help=f"none, luminance or histogram {_default('preserve_color')}")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="only errors and the result")]
 
 
 class Display(RunEvents):
@@ -37,7 +50,7 @@ class Display(RunEvents):
         if sys.stderr.isatty() and not quiet:
             self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
-        self.items_bar = self.steps_bar = self.steps_key = None
+        self.items_bar = self.steps_bar = self.steps_key = self.frames_bar = None
 
     def __enter__(self):
         if self.bars:
@@ -75,9 +88,22 @@ class Display(RunEvents):
             self.log(f"  {record.status}: {record.output} ({record.seconds:.1f} s, {record.iterations} steps)")
         if self.items_bar is not None:
             self.bars.advance(self.items_bar)
+        if self.frames_bar is not None:
+            self.bars.remove_task(self.frames_bar)
+            self.frames_bar = None
 
     def note(self, message: str) -> None:
         self.log(message, always=True)
+
+    def video_progress(self, p) -> None:
+        left = max(p.frames_hint - p.frame, 0) / p.frames_per_second if p.frames_per_second else 0
+        note = f"{p.frames_per_second:.2f} frames/s, ~{left:.0f} s left"
+        if self.bars:
+            if self.frames_bar is None:
+                self.frames_bar = self.bars.add_task("frames", total=p.frames_hint or None, note=note)
+            self.bars.update(self.frames_bar, completed=p.frame, note=note)
+        elif self.verbose or p.frame % 10 == 0 or p.frame == p.frames_hint:
+            self.log(f"  frame {p.frame}/~{p.frames_hint} {note}")
 
     def progress(self, p) -> None:
         label = f"scale {p.level + 1}/{p.levels}" + (f" tile {p.tile + 1}/{p.tiles}" if p.tiles > 1 else "")
@@ -108,6 +134,7 @@ def _settings(**options) -> StyleSettings:
     return settings_from(given, "option")
 
 
+
 def _fail(error: StylizeError) -> typer.Exit:
     err.print(f"[bold red]error:[/] {error}")
     return typer.Exit(error.exit_code)
@@ -115,26 +142,26 @@ def _fail(error: StylizeError) -> typer.Exit:
 
 @app.command()
 def image(
-    content: Path = typer.Argument(..., help="photo to repaint"),
-    style: list[str] = typer.Option(..., "--style", "-s", help="style image, PATH or PATH:WEIGHT; repeat to blend"),
-    output: Path = typer.Option(..., "--output", "-o", help="where to write the result (.jpg, .png, .webp, ...)"),
-    size: Optional[int] = typer.Option(None, help=f"long edge in pixels {_default('size')}"),
+    content: Annotated[Path, typer.Argument(help="photo to repaint")],
+    style: StyleSpecs,
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the result (.jpg, .png, .webp, ...)")],
+    size: Size = None,
     iterations: Optional[int] = typer.Option(None, help=f"steps at the first scale {_default('iterations')}"),
     scales: Optional[int] = typer.Option(None, help="coarse-to-fine levels [default: auto]"),
-    seed: Optional[int] = typer.Option(None, help=f"random seed {_default('seed')}"),
-    device: Optional[str] = typer.Option(None, help=f"auto, cpu, cuda, cuda:N {_default('device')}"),
-    weights: Optional[str] = typer.Option(None, help=f"caffe, torchvision or a state dict path {_default('weights')}"),
+    seed: Seed = None,
+    device: Device = None,
+    weights: Weights = None,
     optimizer: Optional[str] = typer.Option(None, help=f"lbfgs or adam {_default('optimizer')}"),
     learning_rate: Optional[float] = typer.Option(None, help="step size [default: 1.0 lbfgs, 0.02 adam]"),
-    content_weight: Optional[float] = typer.Option(None, help=f"{_default('content_weight')}"),
-    style_weight: Optional[float] = typer.Option(None, help=f"{_default('style_weight')}"),
+    content_weight: ContentWeight = None,
+    style_weight: StyleWeight = None,
     tv_weight: Optional[float] = typer.Option(None, help=f"{_default('tv_weight')}"),
     style_scale: Optional[float] = typer.Option(None, help=f"style size relative to content {_default('style_scale')}"),
-    preserve_color: Optional[str] = typer.Option(None, help=f"none, luminance or histogram {_default('preserve_color')}"),
+    preserve_color: PreserveColor = None,
     init: Optional[str] = typer.Option(None, help=f"content, noise or an image path {_default('init')}"),
     pooling: Optional[str] = typer.Option(None, help=f"max or avg {_default('pooling')}"),
     quality: int = typer.Option(95, help="JPEG/WebP quality"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: Quiet = False,
 ):
     """Stylize one image."""
     from pipeline import stylize_image
@@ -152,6 +179,46 @@ def image(
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
         out.print(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s on {result.device}, "
                   f"{result.iterations} steps, losses: {losses}")
+
+
+@app.command()
+def video(
+    source: Annotated[Path, typer.Argument(help="clip to repaint (mp4, mov, mkv, webm, avi, gif)")],
+    style: StyleSpecs,
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the clip (.mp4, .mov, .mkv, .webm)")],
+    size: Size = None,
+    iterations: Optional[int] = typer.Option(None, help=f"steps for the first frame {_default('iterations')}"),
+    frame_iterations: Optional[int] = typer.Option(None, help=f"steps for each later frame [default: {VIDEO_DEFAULTS.frame_iterations}]"),
+    temporal: Optional[bool] = typer.Option(None, "--temporal/--no-temporal", help="flow-warped warm start and temporal loss [default: on]"),
+    temporal_weight: Optional[float] = typer.Option(None, help=f"[default: {VIDEO_DEFAULTS.temporal_weight}]"),
+    max_frames: Optional[int] = typer.Option(None, help="stop after this many frames"),
+    start: Optional[float] = typer.Option(None, help="seconds into the clip to start"),
+    end: Optional[float] = typer.Option(None, help="seconds into the clip to stop"),
+    codec: Optional[str] = typer.Option(None, help=f"h264, h265, vp9 or prores [default: {VIDEO_DEFAULTS.codec}]"),
+    crf: Optional[int] = typer.Option(None, help=f"quality, lower is better [default: {VIDEO_DEFAULTS.crf}]"),
+    seed: Seed = None,
+    device: Device = None,
+    weights: Weights = None,
+    style_weight: StyleWeight = None,
+    content_weight: ContentWeight = None,
+    preserve_color: PreserveColor = None,
+    quiet: Quiet = False,
+):
+    """Stylize one clip without flicker; keeps its frame rate and sound. Resumes if interrupted."""
+    from pipeline.video import stylize_video
+
+    given = {k: v for k, v in locals().items() if v is not None}
+    try:
+        settings = _settings(**{k: v for k, v in given.items() if k in StyleSettings.model_fields})
+        video_settings = settings_from({k: v for k, v in given.items() if k in VideoSettings.model_fields}, "option", VideoSettings)
+        with Display(quiet) as display:
+            result = stylize_video(source, [_parse_style(s) for s in style], output, settings, video_settings, display.video_progress)
+    except StylizeError as error:
+        raise _fail(error)
+    if not quiet:
+        ratio = f", flicker ratio {result.flicker_ratio:.2f}" if result.flicker_ratio is not None else ""
+        out.print(f"wrote {output}: {result.frames_out} frames at {result.fps_out} fps, audio {'kept' if result.audio_kept else 'none'}, "
+                  f"{result.seconds_per_frame:.2f} s/frame{ratio}")
 
 
 @app.command()

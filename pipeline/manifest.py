@@ -7,7 +7,7 @@ problem at once, each with its location in the manifest (`jobs[2].style[1].path`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InputError
 from .images import load_image
-from .settings import StyleSettings
+from .settings import StyleSettings, VideoSettings
 
 OutputFormat = Literal["jpg", "png", "webp"]
 PRESET_DIRS = (Path(__file__).resolve().parents[1] / "configs" / "presets",)
@@ -59,6 +59,7 @@ class Job(BaseModel):
     preset: str | None = None
     format: OutputFormat | None = None
     quality: int | None = Field(None, ge=1, le=100)
+    video: dict[str, Any] | None = None  # VideoSettings keys; checked with the defaults' `video` merged in
 
     _style_refs = field_validator("style", mode="before")(_as_style_refs)
 
@@ -99,6 +100,7 @@ class JobPlan:
     settings: StyleSettings
     format: str
     quality: int
+    video: VideoSettings = field(default_factory=VideoSettings)
 
 
 @dataclass
@@ -194,8 +196,13 @@ def _parse_job(source: Path, index: int, raw: dict, defaults: dict) -> tuple[lis
     except ValidationError as error:
         problems += _problems_of(error, where)
         settings = StyleSettings()  # a stand-in, so the job's files can still be checked
+    video = VideoSettings()
+    try:
+        video = VideoSettings(**{**(defaults.get("video") or {}), **(job.video or {})})
+    except ValidationError as error:
+        problems += _problems_of(error, f"{where}.video")
     output = {key: getattr(job, key) or defaults.get(key) for key in OUTPUT_KEYS}
-    return problems, JobPlan(index, job, settings, output["format"] or "jpg", output["quality"] or 95)
+    return problems, JobPlan(index, job, settings, output["format"] or "jpg", output["quality"] or 95, video)
 
 
 def _effective_values(source: Path, where: str, job: Job, defaults: dict) -> tuple[list[str], dict]:
@@ -216,7 +223,7 @@ def _effective_values(source: Path, where: str, job: Job, defaults: dict) -> tup
 
 
 def _check_defaults(defaults: dict) -> list[str]:
-    allowed = set(StyleSettings.model_fields) | OUTPUT_KEYS | {"preset"}
+    allowed = set(StyleSettings.model_fields) | OUTPUT_KEYS | {"preset", "video"}
     return [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
 
 

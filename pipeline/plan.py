@@ -13,13 +13,17 @@ from pathlib import Path
 from .errors import InputError
 from .images import IMAGE_SUFFIXES
 from .manifest import JobPlan, Manifest
-from .settings import StyleSettings
+from .decode import VIDEO_SUFFIXES
+from .settings import StyleSettings, VideoSettings
 from .stylize import Style
 from .weights import resolve_weights
 
 KEY_VERSION = 1
 # Settings that change where or how fast the work runs, not what it produces.
 SETTINGS_OUTSIDE_KEY = {"device"}
+
+
+VIDEO_CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "prores": ".mov"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,11 @@ class PlanItem:
     output: Path
     settings: StyleSettings
     quality: int
+    video: VideoSettings | None = None  # set for clips
+
+    @property
+    def is_video(self) -> bool:
+        return self.video is not None
 
     @property
     def sidecar(self) -> Path:
@@ -44,6 +53,7 @@ class PlanItem:
             "settings": self.settings.model_dump(mode="json", exclude=SETTINGS_OUTSIDE_KEY),
             "weights": _weights_identity(self.settings.weights),
             "output": [self.output.suffix, self.quality],
+            "video": self.video.model_dump(mode="json") if self.video else None,
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
@@ -66,8 +76,9 @@ def plan(manifest: Manifest, only: list[str] | None = None) -> list[PlanItem]:
         for style_set in job.style_sets():
             styles = tuple(Style(manifest.resolve(ref.path), ref.weight) for ref in style_set)
             for content, relative in contents:
-                output = _output_path(manifest, job_plan, relative, styles)
-                items.append(PlanItem(job.name, content, styles, output, job_plan.settings, job_plan.quality))
+                video = job_plan.video if content.suffix.lower() in VIDEO_SUFFIXES else None
+                output = _output_path(manifest, job_plan, relative, styles, video)
+                items.append(PlanItem(job.name, content, styles, output, job_plan.settings, job_plan.quality, video))
     return items
 
 
@@ -85,19 +96,20 @@ def expand_input(manifest: Manifest, job_plan: JobPlan) -> list[tuple[Path, Path
             return [(source, Path(source.name))]
         walker = source.rglob("*") if job.recursive else source.glob("*")
         pairs = [(p, p.relative_to(source)) for p in sorted(walker)]
-    images = [(p, rel) for p, rel in pairs if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    if not images:
-        raise InputError(f"{where}: no images ({', '.join(IMAGE_SUFFIXES)}) found in {job.input}", manifest.source)
-    return images
+    media = [(p, rel) for p, rel in pairs if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES]
+    if not media:
+        raise InputError(f"{where}: no images or videos found in {job.input}", manifest.source)
+    return media
 
 
 def style_label(styles: tuple[Style, ...]) -> str:
     return "+".join(Path(style.image).stem for style in styles)
 
 
-def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles: tuple[Style, ...]) -> Path:
+def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles, video: VideoSettings | None) -> Path:
     folder = manifest.output_dir / job_plan.job.name / relative.parent
-    return folder / f"{relative.stem}__{style_label(styles)}.{job_plan.format}"
+    suffix = VIDEO_CONTAINERS[video.codec] if video else f".{job_plan.format}"
+    return folder / f"{relative.stem}__{style_label(styles)}{suffix}"
 
 
 def _file_digest(path: Path) -> str:
@@ -122,6 +134,7 @@ def _weights_identity(spec: str) -> str:
 def validate_manifest(path: str | Path) -> list[str]:
     """Every problem a run would meet, without running: schema, settings, presets,
     style files, and every content file found decoding."""
+    from .decode import probe_video
     from .images import load_image
     from .manifest import check_style_files, parse_manifest
 
@@ -137,7 +150,7 @@ def validate_manifest(path: str | Path) -> list[str]:
             continue
         for content, _ in contents:
             try:
-                load_image(content)
+                probe_video(content) if content.suffix.lower() in VIDEO_SUFFIXES else load_image(content)
             except InputError as error:
                 problems.append(f"{manifest.source}: jobs[{job_plan.index}].input: {error}")
     return problems

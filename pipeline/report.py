@@ -23,6 +23,7 @@ class ItemRecord:
     losses: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     device: str | None = None
+    video: dict | None = None  # frames, fps, duration, audio, seconds per frame, warping errors
 
 
 @dataclass

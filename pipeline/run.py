@@ -22,6 +22,7 @@ from .plan import PlanItem, plan, style_label
 from .report import ItemRecord, RunReport
 from .settings import StyleSettings
 from .stylize import Progress, StylizeResult, get_stylizer
+from .video import VideoProgress, stylize_video
 
 MIN_TILE_SIZE = 128
 MAX_BATCH = 16
@@ -35,6 +36,7 @@ class RunEvents:
     def planned(self, items: list["PlannedItem"]) -> None: ...
     def item_started(self, position: int, total: int, item: PlanItem) -> None: ...
     def progress(self, progress: Progress) -> None: ...
+    def video_progress(self, progress: VideoProgress) -> None: ...
     def item_finished(self, record: ItemRecord) -> None: ...
     def note(self, message: str) -> None: ...
 
@@ -105,6 +107,8 @@ def _batches(todo: list[PlannedItem], batch_size: int | None):
 
 
 def _batch_key(item: PlanItem) -> tuple:
+    if item.is_video:
+        return (item.settings, item.styles, ("video", str(item.content)))  # clips run alone
     try:
         with Image.open(item.content) as image:
             width, height = ImageOps.exif_transpose(image).size
@@ -125,6 +129,8 @@ def auto_batch_size(settings: StyleSettings, size: tuple) -> int:
 
 def _run_batch(batch: list[PlannedItem], events: RunEvents) -> list[ItemRecord]:
     started = time.perf_counter()
+    if batch[0].item.is_video:
+        return [_run_video(batch[0], events)]
     try:
         results, settings = _stylize_with_fallback([p.item for p in batch], events)
     except (EnvironmentProblem, KeyboardInterrupt):
@@ -138,12 +144,29 @@ def _run_batch(batch: list[PlannedItem], events: RunEvents) -> list[ItemRecord]:
 
 def _finish_item(planned: PlannedItem, result: StylizeResult, settings: StyleSettings) -> ItemRecord:
     item = planned.item
+    summary = {"losses": result.losses, "iterations": result.iterations, "seconds": round(result.seconds, 3), "device": result.device}
     try:
         save_image(result.image, item.output, quality=item.quality)
-        _write_sidecar(planned, result, settings)
+        _write_sidecar(planned, settings, summary)
     except (StylizeError, OSError) as error:
         return _record(item, "failed", result.seconds, error=_describe(error))
     return _record(item, "done", result.seconds, result=result)
+
+
+def _run_video(planned: PlannedItem, events: RunEvents) -> ItemRecord:
+    item, started = planned.item, time.perf_counter()
+    try:
+        result = stylize_video(item.content, list(item.styles), item.output, item.settings, item.video, events.video_progress, planned.key)
+        device = str(get_stylizer(item.settings).device)
+        summary = {"video": result.as_report(), "seconds": result.seconds, "device": device, "iterations": 0, "losses": {}}
+        _write_sidecar(planned, item.settings, summary)
+    except (EnvironmentProblem, KeyboardInterrupt):
+        raise
+    except Exception as error:  # noqa: BLE001 - one bad clip must not end a night's run
+        return _record(item, "failed", time.perf_counter() - started, error=_describe(error))
+    record = _record(item, "done", result.seconds)
+    record.device, record.video = device, result.as_report()
+    return record
 
 
 def _describe(error: Exception) -> str:
@@ -169,7 +192,7 @@ def _stylize_with_fallback(items: list[PlanItem], events: RunEvents) -> tuple[li
             events.note(f"out of GPU memory on {first.content.name}: retrying with tile_size {settings.tile_size}")
 
 
-def _write_sidecar(planned: PlannedItem, result: StylizeResult, settings: StyleSettings) -> None:
+def _write_sidecar(planned: PlannedItem, settings: StyleSettings, summary: dict) -> None:
     item = planned.item
     write_json(item.sidecar, {
         "key": planned.key,
@@ -177,10 +200,8 @@ def _write_sidecar(planned: PlannedItem, result: StylizeResult, settings: StyleS
         "input": str(item.content),
         "styles": [{"path": str(s.image), "weight": s.weight} for s in item.styles],
         "settings": settings.model_dump(mode="json"),
-        "losses": result.losses,
-        "iterations": result.iterations,
-        "seconds": round(result.seconds, 3),
-        "device": result.device,
+        **({"video_settings": item.video.model_dump(mode="json")} if item.video else {}),
+        **summary,
         "version": __version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
@@ -201,6 +222,7 @@ def _skipped_record(item: PlanItem) -> ItemRecord:
     try:
         sidecar = json.loads(Path(item.sidecar).read_text())
         record.iterations, record.losses, record.device = sidecar["iterations"], sidecar["losses"], sidecar["device"]
+        record.video = sidecar.get("video")
     except (OSError, ValueError, KeyError):
         pass
     return record

@@ -72,10 +72,11 @@ class StyleSettings(BaseModel):
         return self.refine_iterations if self.refine_iterations is not None else self.iterations // 2
 
 
-def settings_from(values: dict, where: str = "settings") -> StyleSettings:
-    """Build settings, turning validation failures into one actionable line."""
+def settings_from(values: dict, where: str = "settings", model: type[BaseModel] | None = None):
+    """Build settings (StyleSettings unless another model is named), turning
+    validation failures into one actionable line."""
     try:
-        return StyleSettings(**values)
+        return (model or StyleSettings)(**values)
     except ValidationError as error:
         raise InputError(f"{where}: {describe_validation_error(error)}") from None
 
@@ -85,3 +86,28 @@ def describe_validation_error(error: ValidationError) -> str:
     location = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     return f"{location}: {message}" if location else message
+
+
+VideoCodec = Literal["h264", "h265", "vp9", "prores"]
+
+
+class VideoSettings(BaseModel):
+    """How clips are stylized and encoded; `video:` in a manifest, options of `stylize video`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frame_iterations: int = Field(50, ge=0, description="steps for each frame after the first (which gets `iterations`)")
+    temporal: bool = Field(True, description="warm-start from the warped previous output and penalise change (Ruder et al.)")
+    temporal_weight: float = Field(200.0, ge=0)
+    scene_cut: float = Field(0.15, ge=0, description="mean colour change after motion compensation that starts a new shot (0: never)")
+    max_frames: int | None = Field(None, ge=1)
+    start: float = Field(0.0, ge=0, description="seconds into the clip")
+    end: float | None = Field(None, gt=0, description="seconds into the clip (default: its end)")
+    codec: VideoCodec = "h264"
+    crf: int = Field(18, ge=0, le=63, description="constant quality: lower is better and larger")
+
+    @model_validator(mode="after")
+    def _check(self) -> "VideoSettings":
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self

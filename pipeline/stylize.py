@@ -167,8 +167,11 @@ class Stylizer:
         started = time.perf_counter()
         torch.manual_seed(settings.seed)
         content = content.to(self.device)
-        if settings.preserve_color == "luminance" and temporal is not None:
-            temporal = TemporalTarget(color.luminance_image(temporal.warped), temporal.mask, temporal.weight)
+        if temporal is not None:
+            warped, mask = temporal.warped.to(self.device), temporal.mask.to(self.device)
+            if settings.preserve_color == "luminance":
+                warped = color.luminance_image(warped)
+            temporal = TemporalTarget(warped, mask, temporal.weight)
         if settings.preserve_color == "luminance":
             start = color.luminance_image(start)
         level = _Level(0, 1, iterations)

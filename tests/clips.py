@@ -1,0 +1,40 @@
+"""Tiny synthetic clips for the video tests, written with the bundled ffmpeg."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+ODD_FPS = Fraction(1501, 50)  # 30.02, like the bundled clip
+
+
+def pan_frames(count: int, shift: int = 2, size=(64, 48), photo: str = "astronaut") -> list[np.ndarray]:
+    """A camera panning right across a photo: frame t+1(x) = frame t(x + shift)."""
+    width, height = size
+    scene = np.asarray(Image.open(REPO / f"samples/photos/{photo}.jpg").convert("RGB").resize((width + shift * count + 8, height + 8)))
+    return [np.ascontiguousarray(scene[4 : 4 + height, 4 + i * shift : 4 + i * shift + width]) for i in range(count)]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: Fraction = ODD_FPS, audio: bool = True, faststart: bool = False) -> Path:
+    height, width = frames[0].shape[:2]
+    duration = len(frames) / fps
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "-"]
+    if audio:
+        command += ["-f", "lavfi", "-t", f"{float(duration):.6f}", "-i", "sine=frequency=440:sample_rate=44100"]
+    command += ["-map", "0:v:0"] + (["-map", "1:a:0", "-c:a", "aac"] if audio else [])
+    command += ["-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p"] + (["-movflags", "+faststart"] if faststart else []) + [str(path)]
+    subprocess.run(command, input=b"".join(f.tobytes() for f in frames), check=True)
+    return path
+
+
+def write_gif(path: Path, frames: list[np.ndarray], milliseconds: int = 100) -> Path:
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=milliseconds, loop=0)
+    return path

@@ -1,0 +1,162 @@
+"""Video: frame count, rate, duration and sound survive; temporal stability; scene cuts; resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from pipeline.errors import InputError
+from pipeline.decode import frame_count, probe_video, read_frames, stream_durations
+from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.video import stylize_video
+
+from clips import ODD_FPS, REPO, pan_frames, write_clip, write_gif
+
+STARRY = REPO / "samples/styles/starry_night.jpg"
+TINY = StyleSettings(size=64, iterations=8, device="cpu", tolerance=0)
+QUICK = VideoSettings(frame_iterations=4)
+
+
+@pytest.fixture(scope="module")
+def pan_clip(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("clips") / "pan.mp4", pan_frames(8))
+
+
+def decoded(path: Path) -> np.ndarray:
+    return np.stack(list(read_frames(path))).astype(int)
+
+
+def test_clip_keeps_frames_rate_duration_and_audio(pan_clip, tmp_path):
+    output = tmp_path / "out.mp4"
+    result = stylize_video(pan_clip, [STARRY], output, TINY, QUICK)
+    info = probe_video(output)
+    assert frame_count(output) == result.frames_out == result.frames_in == 8
+    assert info.fps == ODD_FPS and result.fps_out == "1501/50"
+    assert (info.width, info.height) == (64, 48)
+    video_seconds, audio_seconds = stream_durations(output)
+    period = 1 / float(ODD_FPS)
+    assert abs(video_seconds - 8 * period) <= period
+    assert info.has_audio and result.audio_kept
+    assert abs(audio_seconds - video_seconds) <= period
+    assert result.warping_error_input is not None and result.warping_error_output is not None
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # work folder and temporaries gone
+    frames = decoded(output)
+    assert np.abs(frames - decoded(pan_clip)).mean() > 20  # it was really restyled
+
+
+def test_temporal_loss_flickers_far_less_than_independent_frames(pan_clip, tmp_path):
+    steady = stylize_video(pan_clip, [STARRY], tmp_path / "steady.mp4", TINY, QUICK)
+    independent = stylize_video(pan_clip, [STARRY], tmp_path / "independent.mp4", TINY, QUICK.model_copy(update={"temporal": False}))
+    assert steady.flicker_ratio * 3 < independent.flicker_ratio, (steady.flicker_ratio, independent.flicker_ratio)
+
+
+def test_a_hard_cut_starts_a_new_shot(tmp_path):
+    clip = write_clip(tmp_path / "cut.mp4", pan_frames(4, photo="astronaut") + pan_frames(4, photo="coffee"), audio=False)
+    result = stylize_video(clip, [STARRY], tmp_path / "out.mp4", TINY, QUICK)
+    assert result.scene_cuts == [4]
+    assert result.audio_kept is False
+
+
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(pan_clip, tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop_after_four(progress):
+        if progress.frame == 4:
+            raise Stop
+
+    interrupted = tmp_path / "resumed.mp4"
+    with pytest.raises(Stop):
+        stylize_video(pan_clip, [STARRY], interrupted, TINY, QUICK, callback=stop_after_four)
+    assert not interrupted.exists()
+    work = tmp_path / ".resumed.mp4.work"
+    assert json.loads((work / "state.json").read_text())["frames_done"] == 4
+    resumed = stylize_video(pan_clip, [STARRY], interrupted, TINY, QUICK)
+    assert resumed.resumed_from == 4 and resumed.frames_out == 8
+    straight = stylize_video(pan_clip, [STARRY], tmp_path / "straight.mp4", TINY, QUICK)
+    assert np.array_equal(decoded(interrupted), decoded(straight.output))
+    assert resumed.warping_error_output == pytest.approx(straight.warping_error_output)
+
+
+def test_animated_gif_and_silent_clip(tmp_path):
+    gif = write_gif(tmp_path / "loop.gif", pan_frames(6), milliseconds=100)
+    result = stylize_video(gif, [STARRY], tmp_path / "loop.mp4", TINY, QUICK)
+    assert frame_count(tmp_path / "loop.mp4") == 6
+    assert probe_video(tmp_path / "loop.mp4").fps == Fraction(10)
+    assert result.audio_kept is False
+
+
+def test_truncated_clip_uses_the_frames_before_the_damage(tmp_path):
+    whole = write_clip(tmp_path / "whole.mp4", pan_frames(60), audio=False, faststart=True)  # index first
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.8)])
+    result = stylize_video(cut, [STARRY], tmp_path / "out.mp4", TINY, QUICK.model_copy(update={"frame_iterations": 1}))
+    assert 0 < result.frames_out < 60
+    assert frame_count(tmp_path / "out.mp4") == result.frames_out
+
+
+def test_truncated_clip_without_its_index_fails_with_a_reason(tmp_path):
+    whole = write_clip(tmp_path / "whole.mp4", pan_frames(30), audio=False)  # index at the end, now cut off
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with pytest.raises(InputError, match="cut.mp4"):
+        stylize_video(cut, [STARRY], tmp_path / "out.mp4", TINY, QUICK)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def _manifest(tmp_path: Path, folder: Path) -> Path:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"output_dir: out\ndefaults: {{size: 64, iterations: 8, device: cpu, tolerance: 0}}\n"
+                        f"jobs:\n  - name: clips\n    input: {folder}\n    style: {STARRY}\n    video: {{frame_iterations: 4}}\n")
+    return manifest
+
+
+def test_manifest_runs_clips_and_reports_them(tmp_path, pan_clip):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "pan.mp4").write_bytes(pan_clip.read_bytes())
+    (folder / "broken.mp4").write_text("not a video")
+    result = CliRunner().invoke(cli.app, ["run", str(_manifest(tmp_path, folder))])
+    assert result.exit_code == 1, result.output
+    items = {Path(i["input"]).name: i for i in json.loads((tmp_path / "out/report.json").read_text())["items"]}
+    assert "broken.mp4" in items["broken.mp4"]["error"] and items["broken.mp4"]["status"] == "failed"
+    video = items["pan.mp4"]["video"]
+    assert items["pan.mp4"]["status"] == "done" and items["pan.mp4"]["output"].endswith("pan__starry_night.mp4")
+    for field in ("frames_in", "frames_out", "fps_in", "fps_out", "duration_in", "duration_out", "audio_kept",
+                  "seconds_per_frame", "warping_error_output", "warping_error_input", "flicker_ratio"):
+        assert field in video, field
+    assert video["frames_out"] == 8 and video["audio_kept"] is True
+
+
+def test_sigkill_mid_clip_then_rerun_resumes(tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    write_clip(folder / "long.mp4", pan_frames(24))
+    manifest = _manifest(tmp_path, folder)
+    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "run", str(manifest)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "out/clips/.long__starry_night.mp4.work/state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["frames_done"] >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "out/clips/long__starry_night.mp4").exists()
+    result = CliRunner().invoke(cli.app, ["run", str(manifest)])
+    assert result.exit_code == 0, result.output
+    video = json.loads((tmp_path / "out/report.json").read_text())["items"][0]["video"]
+    assert video["resumed_from"] >= 3 and video["frames_out"] == 24
+    assert frame_count(tmp_path / "out/clips/long__starry_night.mp4") == 24
