@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import EnvironmentProblem, InputError
+from .files import require_file
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v")
 
@@ -166,14 +167,7 @@ def _decode(capture: cv2.VideoCapture, path: Path, first: int, stop: int | None)
 
 
 def _existing_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, expected a video file", path)
-    if path.stat().st_size == 0:
-        raise InputError("file is empty (0 bytes)", path)
-    return path
+    return require_file(path, "a video file")
 
 
 def _open(path: Path) -> cv2.VideoCapture:

@@ -22,7 +22,7 @@ from typing import IO
 import numpy as np
 
 from . import decode
-from .atomic import _current_umask
+from .files import partial_path, publish, require_file
 from .errors import EnvironmentProblem, InputError, StylizeError
 
 CODECS = ("h264", "h265", "vp9", "prores")
@@ -84,11 +84,7 @@ class VideoEncoder:
         audio = _plan_audio(self.output.suffix.lower(), audio_from, audio_start, audio_duration)
         self._audio_wanted = audio is not None
         command = _command(self.output, width, height, self.fps, codec, crf, audio)
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{self.output.stem}.partial-", suffix=self.output.suffix,
-                                             dir=self.output.parent)
-        os.close(handle)
-        self._temporary = Path(temporary)
+        self._temporary = partial_path(self.output)
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill and block ffmpeg
         try:
             self._process = subprocess.Popen([*command, str(self._temporary)], stdin=subprocess.PIPE,
@@ -135,7 +131,7 @@ class VideoEncoder:
             if self._error is not None or returncode != 0 or self.frames == 0:
                 reason = "no frames were written" if self.frames == 0 else self._failure()
                 raise StylizeError(f"{self.output}: encoding failed: {reason}")
-            _publish(self._temporary, self.output)
+            publish(self._temporary, self.output)
         finally:
             self._discard()  # after a success only the stderr file is left to clean up
         kept = self._audio_wanted and decode.audio_codec(self.output) is not None
@@ -203,14 +199,13 @@ def mux_audio(video: Path, audio_from: Path | None, output: Path, audio_start: f
     there is no audio to add, deleted after a successful mux. Returns whether the
     output has audio."""
     video, output = Path(video), Path(output)
-    decode._existing_file(video)
+    require_file(video, "a video file")
     audio = _plan_audio(output.suffix.lower(), audio_from, audio_start, audio_duration)
     output.parent.mkdir(parents=True, exist_ok=True)
     if audio is None:
         os.replace(video, output)
         return False
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.stem}.partial-", suffix=output.suffix, dir=output.parent)
-    os.close(handle)
+    temporary = partial_path(output)
     command = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(video.resolve()),
                *_audio_input(audio), "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", "-c:a", *audio.codec,
                *_container_options(output), temporary]
@@ -225,9 +220,9 @@ def mux_audio(video: Path, audio_from: Path | None, output: Path, audio_start: f
             lines = [_LOG_PREFIX.sub("", line).strip() for line in result.stderr.decode("utf-8", "replace").splitlines()]
             reason = next((line for line in lines if line), f"ffmpeg exited with status {result.returncode}")
             raise StylizeError(f"{output}: adding the audio failed: {reason}")
-        _publish(Path(temporary), output)
+        publish(temporary, output)
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
     video.unlink()
     return decode.audio_codec(output) is not None
 
@@ -340,10 +335,3 @@ def _ffmpeg() -> str:
 
     return ffmpeg_executable()
 
-
-def _publish(temporary: Path, output: Path) -> None:
-    """Flush the finished file and rename it into place (atomic on one file system)."""
-    with open(temporary, "rb") as stream:
-        os.fsync(stream.fileno())
-    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes files private; outputs are not
-    os.replace(temporary, output)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .atomic import atomic_write
+from .files import atomic_write, require_file
 from .errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -20,13 +20,7 @@ ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 def load_image(path: str | Path) -> Image.Image:
     """Decode fully (so truncated files fail here), honour EXIF orientation, return RGB."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, expected an image file", path)
-    if path.stat().st_size == 0:
-        raise InputError("file is empty (0 bytes)", path)
+    path = require_file(path, "an image file")
     try:
         with Image.open(path) as opened:
             opened.load()

@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import write_json
+from .files import write_json
 
 REPORT_NAME = "report.json"
 

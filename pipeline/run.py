@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from . import __version__
-from .atomic import write_json
+from .files import remove_partials, write_json
 from .errors import EnvironmentProblem, StylizeError
 from .device import resolve_device
 from .images import fit_long_edge, save_image
@@ -69,7 +69,7 @@ def run_planned(
     with OutputLock(manifest.output_dir) as lock:
         if lock.took_over:
             events.note(f"took over the lock of a run that is gone (pid {lock.took_over.get('pid')})")
-        _remove_partial_files(manifest.output_dir)  # safe: we hold the lock, nobody else writes here
+        remove_partials(manifest.output_dir)  # safe: we hold the lock, nobody else writes here
         for planned_item in planned:
             if planned_item.done:
                 report.add(_skipped_record(planned_item.item))
@@ -84,12 +84,6 @@ def run_planned(
                 events.item_finished(record)
         report.finish()
     return report
-
-
-def _remove_partial_files(output_dir: Path) -> None:
-    """A killed run can leave the temporary file it was writing; the rename never happened."""
-    for partial in output_dir.rglob(".*.tmp"):
-        partial.unlink(missing_ok=True)
 
 
 def _batches(todo: list[PlannedItem], batch_size: int | None):

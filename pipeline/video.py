@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from .atomic import write_json
+from .files import partial_path, write_json
 from .decode import VideoInfo, probe_video, read_frames
 from .encode import VideoEncoder, mux_audio
 from .flow import FlowEstimator, reliability_mask, warp, warping_error
@@ -97,7 +97,7 @@ def stylize_video(
     key = key or _work_key(source, prepared, settings, video)
     work = _WorkFolder(output, key)
     started = time.perf_counter()
-    silent = output.with_name(f".{output.stem}.video{output.suffix}")
+    silent = partial_path(output)  # the picture alone; the sound is added once it is complete
     with VideoEncoder(silent, size[1], size[0], info.fps, video.codec, video.crf) as encoder:
         for pixels in work.finished_frames():
             encoder.write(pixels)

@@ -1,0 +1,73 @@
+"""Files in and out. Inputs are checked with one clear message; outputs are written
+to a temporary file beside the target and renamed into place, so a reader (or a
+rerun after a crash) never sees a half-written file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from .errors import InputError
+
+PARTIAL = ".partial"  # marks temporary files; a run removes leftovers of killed runs
+
+
+def require_file(path: str | Path, kind: str = "file") -> Path:
+    """The path, if it is a non-empty file; otherwise an InputError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError(f"is a folder, expected {kind}", path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes)", path)
+    return path
+
+
+def partial_path(path: Path) -> Path:
+    """A new hidden temporary file beside `path`, keeping its suffix (ffmpeg picks the format by it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{PARTIAL}{path.suffix}", dir=path.parent)
+    os.close(handle)
+    return Path(temporary)
+
+
+def publish(temporary: Path, path: Path) -> Path:
+    """Flush a finished temporary file and rename it into place (atomic on one file system)."""
+    with open(temporary, "rb") as stream:
+        os.fsync(stream.fileno())
+    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes files private; outputs are not
+    os.replace(temporary, path)
+    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    path = Path(path)
+    temporary = partial_path(path)
+    try:
+        with open(temporary, "wb") as stream:
+            write(stream)
+        return publish(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data) -> Path:
+    return atomic_write(path, lambda stream: stream.write(json.dumps(data, indent=2, default=str).encode() + b"\n"))
+
+
+def remove_partials(folder: Path) -> None:
+    """Temporary files a killed run left behind: their rename never happened."""
+    for partial in folder.rglob(f".*{PARTIAL}*"):
+        if partial.is_file():
+            partial.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
