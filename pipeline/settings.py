@@ -98,7 +98,7 @@ class VideoSettings(BaseModel):
 
     frame_iterations: int = Field(50, ge=0, description="steps for each frame after the first (which gets `iterations`)")
     temporal: bool = Field(True, description="warm-start from the warped previous output and penalise change (Ruder et al.)")
-    temporal_weight: float = Field(200.0, ge=0)
+    temporal_weight: float = Field(1000.0, ge=0)
     scene_cut: float = Field(0.15, ge=0, description="mean colour change after motion compensation that starts a new shot (0: never)")
     max_frames: int | None = Field(None, ge=1)
     start: float = Field(0.0, ge=0, description="seconds into the clip")
