@@ -140,3 +140,23 @@ def test_python_cli_entry_point_runs():
     completed = subprocess.run([sys.executable, str(REPO / "cli.py"), "info", "--device", "cpu"], capture_output=True, text=True, cwd=REPO)
     assert completed.returncode == 0, completed.stderr
     assert "weights file" in completed.stdout
+
+
+def test_video_command_writes_a_clip_and_rejects_a_bad_one(tmp_path):
+    from clips import pan_frames, write_clip
+
+    from pipeline.decode import frame_count
+
+    clip = write_clip(tmp_path / "pan.mp4", pan_frames(4))
+    output = tmp_path / "out.mp4"
+    result = invoke("video", clip, "--style", STARRY, "-o", output, "--size", "48", "--iterations", "3",
+                    "--frame-iterations", "2", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert frame_count(output) == 4 and "audio kept" in result.output
+    (tmp_path / "text.mp4").write_text("not a video")
+    bad = invoke("video", tmp_path / "text.mp4", "--style", STARRY, "-o", tmp_path / "x.mp4", "--device", "cpu")
+    assert bad.exit_code == 2
+    assert_one_line_error(bad, "text.mp4")
+    wrong = invoke("video", clip, "--style", STARRY, "-o", tmp_path / "x.mp4", "--codec", "divx", "--device", "cpu")
+    assert wrong.exit_code == 2
+    assert_one_line_error(wrong, "codec")
