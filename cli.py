@@ -216,7 +216,8 @@ def video(
     except StylizeError as error:
         raise _fail(error)
     if not quiet:
-        ratio = f", flicker ratio {result.flicker_ratio:.2f}" if result.flicker_ratio is not None else ""
+        ratio = (f", warping error {result.warping_error_output:.3g} vs the input's {result.warping_error_input:.3g} "
+                 f"(flicker ratio {result.flicker_ratio:.2f})") if result.flicker_ratio is not None else ""
         out.print(f"wrote {output}: {result.frames_out} frames at {result.fps_out} fps, audio {'kept' if result.audio_kept else 'none'}, "
                   f"{result.seconds_per_frame:.2f} s/frame{ratio}")
 
