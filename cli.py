@@ -85,7 +85,7 @@ class Display(RunEvents):
         if record.status == "failed":
             self.log(f"  failed: {record.error}", always=True)
         else:
-            self.log(f"  {record.status}: {record.output} ({record.seconds:.1f} s, {record.iterations} steps)")
+            self.log(f"  {record.status}: {record.output} ({record.seconds:.1f} s, {_work_done(record)})")
         if self.items_bar is not None:
             self.bars.advance(self.items_bar)
         if self.frames_bar is not None:
@@ -267,14 +267,24 @@ def validate(manifest: Path = typer.Argument(..., help="YAML manifest")):
     out.print(f"{manifest}: ok")
 
 
+def _work_done(record) -> str:
+    return f"{record.video['frames_out']} frames" if record.video else f"{record.iterations} steps"
+
+
+def _outcome(record) -> str:
+    """Final loss of a photo; flicker ratio (output's warping error over the input's) of a clip."""
+    if record.video and record.video.get("flicker_ratio") is not None:
+        return f"flicker {record.video['flicker_ratio']:.2f}"
+    return f"loss {record.losses['total']:.4g}" if record.losses else ""
+
+
 def _print_summary(report) -> None:
     table = Table(title=f"{report.output_dir / 'report.json'}", show_edge=False)
-    for column in ("job", "input", "style", "status", "seconds", "steps", "loss"):
+    for column in ("job", "input", "style", "status", "seconds", "work", "result"):
         table.add_column(column)
     for r in report.items:
         colour = {"done": "green", "skipped": "dim", "failed": "red"}[r.status]
-        loss = f"{r.losses['total']:.4g}" if r.losses else ""
-        table.add_row(r.job, Path(r.input).name, r.style, f"[{colour}]{r.status}[/]", f"{r.seconds:.1f}", str(r.iterations), loss)
+        table.add_row(r.job, Path(r.input).name, r.style, f"[{colour}]{r.status}[/]", f"{r.seconds:.1f}", _work_done(r), _outcome(r))
     out.print(table)
     totals = report.totals()
     out.print(f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed in {totals['seconds']:.1f} s")

@@ -143,14 +143,7 @@ class Stylizer:
             )
             steps += level_steps
             stopped = stopped or level_stopped
-        if settings.preserve_color == "luminance":
-            image = color.with_content_chroma(image, content_level)
-        tensors = image.detach().clamp(0, 1).cpu().split(1)
-        seconds = (time.perf_counter() - started) / len(tensors)  # the batch's time, shared out
-        return [
-            StylizeResult(to_pil(t), t, item_losses, steps, seconds, str(self.device), stopped, sizes)
-            for t, item_losses in zip(tensors, losses)
-        ]
+        return self._results(image, content_level, settings, losses, steps, stopped, sizes, started)
 
     def stylize_frame(
         self,
@@ -178,11 +171,18 @@ class Stylizer:
         image, steps, stopped, losses = self._stylize_level(
             start.to(self.device), content, prepare_styles(styles), settings, level, _Reporter(callback, started), temporal
         )
+        return self._results(image, content, settings, losses, steps, stopped, [tuple(content.shape[-2:])], started)[0]
+
+    def _results(self, image, content, settings, losses, steps, stopped, sizes, started) -> list[StylizeResult]:
+        """One result per batch element, with the content's colours back in luminance mode."""
         if settings.preserve_color == "luminance":
             image = color.with_content_chroma(image, content)
-        tensor = image.detach().clamp(0, 1).cpu()
-        seconds = time.perf_counter() - started
-        return StylizeResult(to_pil(tensor), tensor, losses[0], steps, seconds, str(self.device), stopped, [tuple(tensor.shape[-2:])])
+        tensors = image.detach().clamp(0, 1).cpu().split(1)
+        seconds = (time.perf_counter() - started) / len(tensors)  # a batch's time, shared out
+        return [
+            StylizeResult(to_pil(t), t, item_losses, steps, seconds, str(self.device), stopped, sizes)
+            for t, item_losses in zip(tensors, losses)
+        ]
 
     def evaluate(self, image: ImageLike, content: ImageLike, styles, settings: StyleSettings) -> dict[str, float]:
         """Losses of `image` against content and styles, as the optimizer would score them."""
