@@ -177,7 +177,7 @@ def image(
             result = stylize_image(content, [_parse_style(s) for s in style], settings, display.progress)
         save_image(result.image, output, quality=quality)
     except StylizeError as error:
-        raise _fail(error)
+        raise _fail(error) from None
     if not quiet:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
         out.print(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s on {result.device}, "
@@ -217,7 +217,7 @@ def video(
         with Display(quiet) as display:
             result = stylize_video(source, [_parse_style(s) for s in style], output, settings, video_settings, display.video_progress)
     except StylizeError as error:
-        raise _fail(error)
+        raise _fail(error) from None
     if not quiet:
         ratio = (f", warping error {result.warping_error_output:.3g} vs the input's {result.warping_error_input:.3g} "
                  f"(flicker ratio {result.flicker_ratio:.2f})") if result.flicker_ratio is not None else ""
@@ -248,7 +248,7 @@ def run(
                 return
             report = run_planned(loaded, planned, display, batch_size)
     except StylizeError as error:
-        raise _fail(error)
+        raise _fail(error) from None
     _print_summary(report)
     if report.failed:
         raise typer.Exit(EXIT_ITEMS_FAILED)
@@ -262,7 +262,7 @@ def validate(manifest: Path = typer.Argument(..., help="YAML manifest")):
     try:
         problems = validate_manifest(manifest)
     except StylizeError as error:
-        raise _fail(error)
+        raise _fail(error) from None
     for problem in problems:
         err.print(f"[bold red]error:[/] {problem}")
     if problems:
@@ -304,7 +304,7 @@ def info(
     try:
         report = environment_report(device, weights)
     except StylizeError as error:
-        raise _fail(error)
+        raise _fail(error) from None
     for key, value in report.items():
         out.print(f"{key + ':':15} {value}")
 

@@ -9,7 +9,7 @@ import torch
 
 from conftest import content_at, run, tiny
 from pipeline import InputError, Progress, Style, stylize_image
-from pipeline.images import as_tensor, resize, resize_long_edge
+from pipeline.images import as_tensor, resize
 
 
 def _content_score(style_loss, photo, result, style):
