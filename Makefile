@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test clean
+.PHONY: setup run test bench clean
 
 setup: $(STAMP)
 
@@ -23,3 +23,6 @@ test: setup
 
 clean:
 	rm -rf out .pytest_cache
+
+bench: setup
+	$(BIN)/python bench/run.py

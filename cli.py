@@ -241,7 +241,7 @@ def run(
 
     try:
         loaded = load_manifest(manifest)
-        with Display(quiet, verbose) as display:
+        with Display(quiet, verbose or dry_run) as display:  # a dry run lists every item
             planned = prepare(loaded, only, force)
             display.planned(planned)
             if dry_run:
