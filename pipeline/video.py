@@ -97,13 +97,16 @@ def stylize_video(
     work = _WorkFolder(output, key)
     started = time.perf_counter()
     silent = partial_path(output)  # the picture alone; the sound is added once it is complete
-    with VideoEncoder(silent, size[1], size[0], info.fps, video.codec, video.crf) as encoder:
-        for pixels in work.finished_frames():
-            encoder.write(pixels)
-        frames_in = _stylize_frames(source, info, size, prepared, settings, video, work, encoder, callback, started)
-        encoder.close()
-    duration_out = work.frames_done / info.fps
-    audio_kept = mux_audio(silent, source if info.has_audio else None, output, video.start, float(duration_out))
+    try:
+        with VideoEncoder(silent, size[1], size[0], info.fps, video.codec, video.crf) as encoder:
+            for pixels in work.finished_frames():
+                encoder.write(pixels)
+            frames_in = _stylize_frames(source, info, size, prepared, settings, video, work, encoder, callback, started)
+            encoder.close()
+        duration_out = work.frames_done / info.fps
+        audio_kept = mux_audio(silent, source if info.has_audio else None, output, video.start, float(duration_out))
+    finally:
+        silent.unlink(missing_ok=True)  # on success mux_audio has already consumed it
     result = _result(output, info, frames_in, work, audio_kept, time.perf_counter() - started)
     work.remove()
     return result

@@ -79,6 +79,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(pan_clip, tmp
     with pytest.raises(Stop):
         stylize_video(pan_clip, [STARRY], interrupted, TINY, QUICK, callback=stop_after_four)
     assert not interrupted.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".resumed.mp4.work"]  # no partial files
     work = tmp_path / ".resumed.mp4.work"
     assert json.loads((work / "state.json").read_text())["frames_done"] == 4
     resumed = stylize_video(pan_clip, [STARRY], interrupted, TINY, QUICK)
