@@ -4,6 +4,7 @@ rerun after a crash) never sees a half-written file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -25,6 +26,18 @@ def require_file(path: str | Path, kind: str = "file") -> Path:
     if path.stat().st_size == 0:
         raise InputError("file is empty (0 bytes)", path)
     return path
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes; "unreadable" lets a key be made and the item fail later with the real reason."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return "unreadable"
+    return digest.hexdigest()
 
 
 def partial_path(path: Path) -> Path:

@@ -33,25 +33,28 @@ def _grey(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
-def _sampling_grid(flow: torch.Tensor) -> torch.Tensor:
+def _displaced(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Absolute (x, y) pixel positions x + flow(x), each [H, W]."""
     _, _, height, width = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij")
-    x = (xs + flow[0, 0]) * 2 / max(width - 1, 1) - 1
-    y = (ys + flow[0, 1]) * 2 / max(height - 1, 1) - 1
-    return torch.stack([x, y], dim=-1).unsqueeze(0)
+    rows = torch.arange(height, dtype=flow.dtype, device=flow.device)
+    columns = torch.arange(width, dtype=flow.dtype, device=flow.device)
+    ys, xs = torch.meshgrid(rows, columns, indexing="ij")
+    return xs + flow[0, 0], ys + flow[0, 1]
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Sample `image` at x + flow(x) (bilinear; edges repeat beyond the frame)."""
-    grid = _sampling_grid(flow.to(image.device, torch.float32)).expand(image.shape[0], -1, -1, -1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    flow = flow.to(image.device, torch.float32)
+    _, _, height, width = flow.shape
+    x, y = _displaced(flow)
+    grid = torch.stack([x * 2 / max(width - 1, 1) - 1, y * 2 / max(height - 1, 1) - 1], dim=-1)
+    return F.grid_sample(image, grid[None].expand(image.shape[0], -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def inside_frame(flow: torch.Tensor) -> torch.Tensor:
     """[1, 1, H, W]: 1 where x + flow(x) lands inside the frame."""
     _, _, height, width = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij")
-    x, y = xs + flow[0, 0], ys + flow[0, 1]
+    x, y = _displaced(flow)
     return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).to(flow.dtype)[None, None]
 
 

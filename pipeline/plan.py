@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .files import file_digest
 from .images import IMAGE_SUFFIXES
 from .manifest import JobPlan, Manifest
 from .decode import VIDEO_SUFFIXES
@@ -48,8 +49,8 @@ class PlanItem:
         """Changes whenever the content, a style, a setting or the weights change."""
         recipe = {
             "version": KEY_VERSION,
-            "content": _file_digest(self.content),
-            "styles": [[_file_digest(Path(s.image)), s.weight] for s in self.styles],
+            "content": file_digest(self.content),
+            "styles": [[file_digest(Path(s.image)), s.weight] for s in self.styles],
             "settings": self.settings.model_dump(mode="json", exclude=SETTINGS_OUTSIDE_KEY),
             "weights": _weights_identity(self.settings.weights),
             "output": [self.output.suffix, self.quality],
@@ -110,17 +111,6 @@ def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles, 
     folder = manifest.output_dir / job_plan.job.name / relative.parent
     suffix = VIDEO_CONTAINERS[video.codec] if video else f".{job_plan.format}"
     return folder / f"{relative.stem}__{style_label(styles)}{suffix}"
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return "unreadable"  # the item fails later with the real reason
-    return digest.hexdigest()
 
 
 def _weights_identity(spec: str) -> str:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from .files import partial_path, write_json
+from .files import file_digest, partial_path, write_json
 from .decode import VideoInfo, probe_video, read_frames
 from .encode import VideoEncoder, mux_audio
 from .flow import FlowEstimator, reliability_mask, warp, warping_error
@@ -236,20 +236,12 @@ def _quantise(image: torch.Tensor) -> np.ndarray:
 
 def _work_key(source: Path, styles, settings: StyleSettings, video: VideoSettings) -> str:
     recipe = {
-        "source": _digest(source),
+        "source": file_digest(source),
         "styles": [[s.key, s.weight] for s in styles],
         "settings": settings.model_dump(mode="json", exclude={"device"}),
         "video": video.model_dump(mode="json", exclude={"codec", "crf"}),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _result(output: Path, info: VideoInfo, frames_in: int, work: "_WorkFolder", audio_kept: bool, seconds: float) -> VideoResult:
