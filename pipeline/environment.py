@@ -6,7 +6,8 @@ import subprocess
 
 import torch
 
-from .device import describe_device, resolve_device
+from . import memory
+from .device import describe_device, network_precision, resolve_device
 from .weights import resolve_weights
 
 
@@ -30,7 +31,7 @@ def environment_report(device: str = "auto", weights: str = "caffe") -> dict[str
     source = resolve_weights(weights)
     ffmpeg = ffmpeg_executable()
     cuda = torch.version.cuda or "none (CPU build)"
-    return {
+    facts = {
         "device": describe_device(resolved),
         "torch": torch.__version__,
         "cuda": f"{cuda}, available: {torch.cuda.is_available()}, devices: {torch.cuda.device_count()}",
@@ -38,4 +39,20 @@ def environment_report(device: str = "auto", weights: str = "caffe") -> dict[str
         "weights file": source.file,
         "preprocessing": source.preprocessing,
         "ffmpeg": f"{ffmpeg} ({ffmpeg_version(ffmpeg)})",
+        "network": f"{network_precision(resolved, 'auto')} (precision auto)",
     }
+    budget = memory.free_bytes(resolved)
+    if budget is not None:
+        facts["fits"] = _fits(resolved, weights, budget)
+    return facts
+
+
+def _fits(device: torch.device, weights: str, budget: int) -> str:
+    """The largest image one step holds in the free GPU memory, and photos per batch at 512 px."""
+    from .settings import StyleSettings
+    from .stylize import get_stylizer
+
+    stylizer = get_stylizer(StyleSettings(device=str(device), weights=weights))
+    edge = memory.largest_edge(stylizer, budget)
+    batch = memory.fitting_batch(stylizer, 512 * 512, budget, limit=1024)
+    return f"{edge} x {edge} px in one step, or {batch} photos of 512 x 512 at once ({budget / 2**30:.1f} GiB usable)"

@@ -102,6 +102,9 @@ class LossTerms:
     def total(self) -> torch.Tensor:
         return self.content + self.style + self.tv + self.temporal
 
+    def detached(self) -> "LossTerms":
+        return LossTerms(self.content.detach(), self.style.detach(), self.tv.detach(), self.temporal.detach())
+
     def as_floats(self, index: int | None = None) -> dict[str, float]:
         def pick(t: torch.Tensor) -> float:
             return float(t.detach().sum() if index is None else t.detach()[index])

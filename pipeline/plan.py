@@ -20,8 +20,6 @@ from .stylize import Style
 from .weights import resolve_weights
 
 KEY_VERSION = 1
-# Settings that change where or how fast the work runs, not what it produces.
-SETTINGS_OUTSIDE_KEY = {"device"}
 
 
 VIDEO_CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "prores": ".mov"}
@@ -51,7 +49,7 @@ class PlanItem:
             "version": KEY_VERSION,
             "content": file_digest(self.content),
             "styles": [[file_digest(Path(s.image)), s.weight] for s in self.styles],
-            "settings": self.settings.model_dump(mode="json", exclude=SETTINGS_OUTSIDE_KEY),
+            "settings": self.settings.output_identity(),
             "weights": _weights_identity(self.settings.weights),
             "output": [self.output.suffix, self.quality],
             "video": self.video.model_dump(mode="json") if self.video else None,

@@ -17,6 +17,7 @@ from .errors import EnvironmentProblem, StylizeError
 from .device import resolve_device
 from .images import fit_long_edge, save_image
 from .lock import OutputLock
+from .memory import MIN_TILE_SIZE, fitting_batch, free_bytes
 from .manifest import Manifest, ManifestError, check_style_files
 from .plan import PlanItem, plan, style_label
 from .report import ItemRecord, RunReport
@@ -24,10 +25,7 @@ from .settings import StyleSettings
 from .stylize import Progress, StylizeResult, get_stylizer
 from .video import VideoProgress, stylize_video
 
-MIN_TILE_SIZE = 128
 MAX_BATCH = 16
-# VGG19 activations kept for the backward pass, with headroom, per pixel of a batch element (fp32).
-BYTES_PER_PIXEL = 6 * 1024
 
 
 class RunEvents:
@@ -112,13 +110,13 @@ def _batch_key(item: PlanItem) -> tuple:
 
 
 def auto_batch_size(settings: StyleSettings, size: tuple) -> int:
-    """Photos per batch that fit in free GPU memory, from a per-pixel estimate of VGG19 activations."""
+    """Photos per batch that fit in free GPU memory, from the network's measured bytes per pixel."""
     device = resolve_device(settings.device)
-    if device.type != "cuda" or not isinstance(size[0], int):
+    budget = free_bytes(device)
+    if budget is None or not isinstance(size[0], int):
         return 1
-    free, _ = torch.cuda.mem_get_info(device)
     pixels = min(size[0], settings.tile_size) * min(size[1], settings.tile_size)
-    return max(1, min(MAX_BATCH, int(free * 0.6 // (pixels * BYTES_PER_PIXEL))))
+    return fitting_batch(get_stylizer(settings), pixels, budget, MAX_BATCH)
 
 
 def _run_batch(batch: list[PlannedItem], events: RunEvents) -> list[ItemRecord]:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .device import Precision
 from .errors import InputError
 from .vgg import check_layers
 
@@ -15,6 +16,8 @@ Optimizer = Literal["lbfgs", "adam"]
 ColorMode = Literal["none", "luminance", "histogram"]
 DEFAULT_LEARNING_RATE: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
 AUTO_SCALE_BASE = 512  # with scales unset, each doubling of size above this adds a level
+# Settings that change where or how fast the work runs, not what it produces.
+SPEED_ONLY_SETTINGS = frozenset({"device", "compile"})
 
 
 class StyleSettings(BaseModel):
@@ -41,6 +44,8 @@ class StyleSettings(BaseModel):
     pooling: Literal["max", "avg"] = "max"
     weights: str = Field("caffe", description="caffe, torchvision, or a path to a VGG19 state dict")
     device: str = "auto"
+    precision: Precision = Field("auto", description="network arithmetic: fp32, bf16, mixed (bf16 after block 2), or auto (mixed on CUDA GPUs with bf16, else fp32)")
+    compile: bool = Field(False, description="torch.compile the network: pays on long GPU runs, costs start-up time")
 
     @model_validator(mode="after")
     def _check(self) -> "StyleSettings":
@@ -51,6 +56,10 @@ class StyleSettings(BaseModel):
                 f"style_layer_weights has {len(self.style_layer_weights)} values for {len(self.style_layers)} style_layers"
             )
         return self
+
+    def output_identity(self) -> dict:
+        """The settings that decide the picture, for keys that say whether an output is current."""
+        return self.model_dump(mode="json", exclude=set(SPEED_ONLY_SETTINGS))
 
     @property
     def lr(self) -> float:

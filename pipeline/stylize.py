@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 
 from . import color
-from .device import resolve_device
+from .device import network_precision, resolve_device, tune_backends
 from .errors import InputError, StylizeError
 from .images import ImageLike, as_tensor, fit_long_edge, resize, resize_long_edge, to_pil
+from .memory import fitting_tile_size
 from .losses import ContentLoss, GatysLoss, LossTerms, StyleLoss, TemporalTarget, gram_matrix
 from .settings import StyleSettings
 from .tiles import Box, feather, tile_boxes
@@ -45,7 +46,8 @@ StyleLike = ImageLike | Style | tuple[ImageLike, float]
 
 @dataclass
 class Progress:
-    """Handed to the callback after every optimizer step."""
+    """Handed to the callback after every optimizer step. The losses stay on the device
+    until a callback reads them, so a callback that does not read them never stalls a GPU."""
 
     level: int  # 0-based index of the current scale
     levels: int
@@ -55,8 +57,12 @@ class Progress:
     iterations: int
     height: int
     width: int
-    losses: dict[str, float]
+    terms: LossTerms
     elapsed: float
+
+    @functools.cached_property
+    def losses(self) -> dict[str, float]:
+        return self.terms.as_floats()
 
 
 Callback = Callable[[Progress], None]
@@ -102,22 +108,34 @@ def stylize_image(
 def get_stylizer(settings: StyleSettings) -> "Stylizer":
     device = resolve_device(settings.device)
     taps = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
-    return _cached_stylizer(settings.weights, settings.pooling, taps, str(device))
+    return _cached_stylizer(settings.weights, settings.pooling, taps, str(device), settings.precision, settings.compile)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_stylizer(weights: str, pooling: str, taps: tuple[str, ...], device: str) -> "Stylizer":
-    return Stylizer(weights, pooling, taps, torch.device(device))
+def _cached_stylizer(weights: str, pooling: str, taps: tuple[str, ...], device: str, precision: str, compile: bool) -> "Stylizer":
+    return Stylizer(weights, pooling, taps, torch.device(device), precision, compile)
 
 
 class Stylizer:
-    """One VGG19 on one device, with the style Gram matrices it has computed so far."""
+    """One VGG19 on one device, with the style Gram matrices it has computed so far.
 
-    def __init__(self, weights: str, pooling: str, taps: Sequence[str], device: torch.device):
+    On CUDA the network runs channels-last, under bf16 autocast after its second block
+    (precision auto), while Gram matrices and losses are computed in fp32 outside it."""
+
+    def __init__(self, weights: str, pooling: str, taps: Sequence[str], device: torch.device,
+                 precision: str = "auto", compile: bool = False):
         self.device = device
         self.weights = resolve_weights(weights)
-        self.model = VGGFeatures(self.weights, taps, pooling).to(device)
+        self.precision = network_precision(device, precision)
+        tune_backends(device)
+        channels_last = device.type == "cuda"  # cuDNN's fast NHWC kernels; no gain on CPU
+        self.model = VGGFeatures(self.weights, taps, pooling, channels_last, self.precision).to(device)
+        self._network = torch.compile(self.model) if compile else self.model
         self._gram_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+
+    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """VGG activations at the network's precision."""
+        return self._network(image)
 
     # -- public -----------------------------------------------------------------
     def stylize(self, content: ImageLike, styles, settings: StyleSettings, callback: Callback | None = None) -> StylizeResult:
@@ -201,7 +219,9 @@ class Stylizer:
         grams = self._style_grams(styles, content, settings)
         image = self._initial_image(settings, content) if image is None else resize(image, tuple(content.shape[-2:]))
         height, width = content.shape[-2:]
-        boxes = tile_boxes(height, width, settings.tile_size, TILE_OVERLAP)
+        # Tiles smaller than asked only where the device's free memory could not hold them.
+        tile_size = fitting_tile_size(self, settings.tile_size, content.shape[0])
+        boxes = tile_boxes(height, width, tile_size, TILE_OVERLAP)
         if len(boxes) == 1:
             criterion = self._criterion(content, grams, settings, temporal)
             return self._optimize(image, criterion, settings, level, report.at(level, 0, 1, height, width))
@@ -231,7 +251,7 @@ class Stylizer:
     def _optimize(self, start: torch.Tensor, criterion: GatysLoss, settings, level: _Level, report):
         image = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         optimizer = _make_optimizer(image, settings)
-        history: list[float] = []
+        totals: list[torch.Tensor] = []  # stay on the device; read back once per EARLY_STOP_WINDOW steps
         latest: list[LossTerms] = []
 
         def closure() -> torch.Tensor:
@@ -242,34 +262,34 @@ class Stylizer:
             latest[:] = [terms]
             return total
 
-        stopped = False
-        for step in range(1, level.iterations + 1):
+        stopped, steps = False, 0
+        for steps in range(1, level.iterations + 1):
             optimizer.step(closure)
             with torch.no_grad():
                 image.clamp_(0, 1)
-            losses = latest[0].as_floats()
-            _check_finite(losses, settings)
-            history.append(losses["total"])
-            report(step, level.iterations, losses)
-            if _converged(history, settings.tolerance):
+            terms = latest[0].detached()
+            totals = totals[-EARLY_STOP_WINDOW:] + [terms.total.sum()]
+            report(steps, level.iterations, terms)
+            if steps % EARLY_STOP_WINDOW == 0 and _converged(torch.stack(totals).tolist(), settings):
                 stopped = True
                 break
         result = image.detach().clamp(0, 1)
         with torch.no_grad():
-            final = criterion(result)
-        return result, len(history), stopped, [final.as_floats(i) for i in range(result.shape[0])]
+            final = [criterion(result).as_floats(i) for i in range(result.shape[0])]
+        _check_finite(sum(losses["total"] for losses in final), settings)
+        return result, steps, stopped, final
 
     # -- targets --------------------------------------------------------------------
     def _criterion(self, content: torch.Tensor, grams: dict[str, torch.Tensor], settings, temporal=None) -> "_Criterion":
         with torch.no_grad():
-            features = self.model(content)
+            features = self.features(content)
         content_losses = {name: ContentLoss(features[name]) for name in settings.content_layers}
         style_losses = {name: StyleLoss(grams[name]) for name in settings.style_layers}
         loss = GatysLoss(
             content_losses, style_losses, settings.layer_weights(),
             settings.content_weight, settings.style_weight, settings.tv_weight, temporal,
         )
-        return _Criterion(self.model, loss)
+        return _Criterion(self.features, loss)
 
     def _style_grams(self, styles: list[_PreparedStyle], content: torch.Tensor, settings) -> dict[str, torch.Tensor]:
         """Blend of each style's Gram matrices, weighted; each style's Grams are cached."""
@@ -311,7 +331,7 @@ class Stylizer:
         total_area = 0
         for top, left, h, w in tile_boxes(*image.shape[-2:], tile):
             with torch.no_grad():
-                features = self.model(image[..., top : top + h, left : left + w])
+                features = self.features(image[..., top : top + h, left : left + w])
             for name, value in features.items():
                 sums[name] = sums.get(name, 0) + gram_matrix(value) * (h * w)
             total_area += h * w
@@ -328,14 +348,14 @@ class Stylizer:
 
 
 class _Criterion:
-    """Image -> weighted loss terms, through the VGG features."""
+    """Image -> weighted loss terms. The losses run outside autocast: fp32 Gram matrices."""
 
-    def __init__(self, model: VGGFeatures, loss: GatysLoss):
-        self.model = model
+    def __init__(self, features: Callable[[torch.Tensor], dict[str, torch.Tensor]], loss: GatysLoss):
+        self.features = features
         self.loss = loss
 
     def __call__(self, image: torch.Tensor) -> LossTerms:
-        return self.loss(image, self.model(image))
+        return self.loss(image, self.features(image))
 
 
 class _Reporter:
@@ -344,10 +364,10 @@ class _Reporter:
         self.started = started
 
     def at(self, level: _Level, tile: int, tiles: int, height: int, width: int):
-        def report(iteration: int, iterations: int, losses: dict[str, float]) -> None:
+        def report(iteration: int, iterations: int, terms: LossTerms) -> None:
             if self.callback is not None:
                 elapsed = time.perf_counter() - self.started
-                self.callback(Progress(level.index, level.levels, tile, tiles, iteration, iterations, height, width, losses, elapsed))
+                self.callback(Progress(level.index, level.levels, tile, tiles, iteration, iterations, height, width, terms, elapsed))
 
         return report
 
@@ -403,16 +423,18 @@ def _make_optimizer(image: torch.Tensor, settings: StyleSettings) -> torch.optim
     return torch.optim.LBFGS([image], lr=settings.lr, max_iter=1, history_size=50, tolerance_grad=-1, tolerance_change=-1)
 
 
-def _converged(history: list[float], tolerance: float) -> bool:
-    if tolerance <= 0 or len(history) <= EARLY_STOP_WINDOW:
+def _converged(history: list[float], settings: StyleSettings) -> bool:
+    """The mean improvement per step over the last window fell below the tolerance."""
+    _check_finite(history[-1], settings)
+    if settings.tolerance <= 0 or len(history) <= EARLY_STOP_WINDOW:
         return False
     before, now = history[-EARLY_STOP_WINDOW - 1], history[-1]
-    return (before - now) < tolerance * EARLY_STOP_WINDOW * abs(before)
+    return (before - now) < settings.tolerance * EARLY_STOP_WINDOW * abs(before)
 
 
-def _check_finite(losses: dict[str, float], settings: StyleSettings) -> None:
-    if not math.isfinite(losses["total"]):
+def _check_finite(total: float, settings: StyleSettings) -> None:
+    if not math.isfinite(total):
         raise StylizeError(
-            f"optimisation diverged (loss is {losses['total']}): lower learning_rate (now {settings.lr}) or try optimizer adam"
+            f"optimisation diverged (loss is {total}): lower learning_rate (now {settings.lr}) or try optimizer adam"
         )
 

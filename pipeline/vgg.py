@@ -8,6 +8,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
+from .device import NetworkPrecision
 from .errors import InputError
 from .weights import WeightsSource
 
@@ -47,9 +48,17 @@ def check_layers(layers: Sequence[str], setting: str) -> None:
 
 
 class VGGFeatures(nn.Module):
-    """Maps RGB images in [0, 1] to a dict of the requested VGG19 activations."""
+    """Maps RGB images in [0, 1] to a dict of the requested VGG19 activations, in the
+    precision asked for (bf16 activations from `precision.reduced_from` on)."""
 
-    def __init__(self, weights: WeightsSource, taps: Sequence[str], pooling: Pooling = "max"):
+    def __init__(
+        self,
+        weights: WeightsSource,
+        taps: Sequence[str],
+        pooling: Pooling = "max",
+        channels_last: bool = False,
+        precision: NetworkPrecision = NetworkPrecision(),
+    ):
         super().__init__()
         check_layers(taps, "layers")
         self.taps = tuple(dict.fromkeys(taps))
@@ -57,17 +66,30 @@ class VGGFeatures(nn.Module):
         self.preprocess = weights.preprocess_module()
         deepest = max(LAYER_NAMES.index(t) for t in self.taps)
         self.layers = nn.Sequential(_build_layers(LAYER_NAMES[: deepest + 1], weights, pooling))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.layers.to(memory_format=self.memory_format)
+        self.precision = precision
+        named = list(self.layers.named_children())
+        split = LAYER_NAMES.index(precision.reduced_from) if precision.dtype is not None else len(named)
+        self._full, self._reduced = named[:split], named[split:]
         self.requires_grad_(False)
         self.eval()
 
     def forward(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.preprocess(rgb)
-        features = {}
-        for name, layer in self.layers.named_children():
+        x = self.preprocess(rgb).contiguous(memory_format=self.memory_format)
+        features: dict[str, torch.Tensor] = {}
+        x = self._run(self._full, x, features)
+        if self._reduced:
+            with torch.autocast(x.device.type, dtype=self.precision.dtype):
+                self._run(self._reduced, x, features)
+        return features
+
+    def _run(self, layers: list[tuple[str, nn.Module]], x: torch.Tensor, features: dict) -> torch.Tensor:
+        for name, layer in layers:
             x = layer(x)
             if name in self.taps:
                 features[name] = x
-        return features
+        return x
 
 
 def _build_layers(names: Sequence[str], weights: WeightsSource, pooling: Pooling) -> OrderedDict:

@@ -238,7 +238,7 @@ def _work_key(source: Path, styles, settings: StyleSettings, video: VideoSetting
     recipe = {
         "source": file_digest(source),
         "styles": [[s.key, s.weight] for s in styles],
-        "settings": settings.model_dump(mode="json", exclude={"device"}),
+        "settings": settings.output_identity(),
         "video": video.model_dump(mode="json", exclude={"codec", "crf"}),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
