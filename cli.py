@@ -23,6 +23,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 DEFAULTS = StyleSettings()
 VIDEO_DEFAULTS = VideoSettings()
+LOSS_EVERY = 10
 
 
 def _default(name: str) -> str:
@@ -35,6 +36,8 @@ Size = Annotated[Optional[int], typer.Option(help=f"long edge in pixels {_defaul
 Seed = Annotated[Optional[int], typer.Option(help=f"random seed {_default('seed')}")]
 Device = Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda, cuda:N {_default('device')}")]
 Weights = Annotated[Optional[str], typer.Option(help=f"caffe, torchvision or a state dict path {_default('weights')}")]
+Precision = Annotated[Optional[str], typer.Option(help=f"fp32, mixed, bf16 or auto (mixed on CUDA) {_default('precision')}")]
+Compile = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the network (long GPU runs) [default: off]")]
 ContentWeight = Annotated[Optional[float], typer.Option(help=f"{_default('content_weight')}")]
 StyleWeight = Annotated[Optional[float], typer.Option(help=f"{_default('style_weight')}")]
 PreserveColor = Annotated[Optional[str], typer.Option(help=f"none, luminance or histogram {_default('preserve_color')}")]
@@ -107,15 +110,17 @@ class Display(RunEvents):
 
     def progress(self, p) -> None:
         label = f"scale {p.level + 1}/{p.levels}" + (f" tile {p.tile + 1}/{p.tiles}" if p.tiles > 1 else "")
-        loss = f"loss {p.losses['total']:.4g}"
+        # Reading the loss waits for the GPU, so it is read every LOSS_EVERY steps, not every step.
+        fresh_loss = p.iteration in (1, p.iterations) or p.iteration % LOSS_EVERY == 0
         if self.bars:
             if self.steps_key != (p.level, p.tile) or self.steps_bar is None:
                 if self.steps_bar is not None:
                     self.bars.remove_task(self.steps_bar)
-                self.steps_key, self.steps_bar = (p.level, p.tile), self.bars.add_task(label, total=p.iterations, note=loss)
-            self.bars.update(self.steps_bar, completed=p.iteration, note=loss)
+                self.steps_key, self.steps_bar = (p.level, p.tile), self.bars.add_task(label, total=p.iterations, note="")
+            note = {"note": f"loss {p.losses['total']:.4g}"} if fresh_loss else {}
+            self.bars.update(self.steps_bar, completed=p.iteration, **note)
         elif p.iteration == p.iterations or p.iteration % max(1, p.iterations // (20 if self.verbose else 4)) == 0:
-            self.log(f"  {label} step {p.iteration}/{p.iterations} {loss}")
+            self.log(f"  {label} step {p.iteration}/{p.iterations} loss {p.losses['total']:.4g}")
 
 
 def _parse_style(spec: str) -> Style:
@@ -153,6 +158,8 @@ def image(
     tolerance: Optional[float] = typer.Option(None, help=f"early stop below this loss change per step {_default('tolerance')}"),
     seed: Seed = None,
     device: Device = None,
+    precision: Precision = None,
+    compile: Compile = None,
     weights: Weights = None,
     optimizer: Optional[str] = typer.Option(None, help=f"lbfgs or adam {_default('optimizer')}"),
     learning_rate: Optional[float] = typer.Option(None, help="step size [default: 1.0 lbfgs, 0.02 adam]"),
@@ -201,6 +208,8 @@ def video(
     crf: Optional[int] = typer.Option(None, help=f"quality, lower is better [default: {VIDEO_DEFAULTS.crf}]"),
     seed: Seed = None,
     device: Device = None,
+    precision: Precision = None,
+    compile: Compile = None,
     weights: Weights = None,
     style_weight: StyleWeight = None,
     content_weight: ContentWeight = None,

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pipeline import StyleSettings, get_stylizer
 from pipeline.images import as_tensor, resize_long_edge
 
-# The library's default layers and weights, fixed here so that changing a default
+# fp32 whatever the device, and the library's default layers and weights, fixed here so that changing a default
 # never moves the yardstick.
 JUDGE = dict(
+    precision="fp32",
     weights="caffe",
     content_layers=("relu4_2",),
     style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
@@ -21,9 +24,9 @@ JUDGE = dict(
 )
 
 
-def score(output: Path, content: Path, style: Path, size: int, device: str = "auto") -> dict[str, float]:
+def score(output: Path | torch.Tensor, content: Path, style: Path, size: int, device: str = "auto") -> dict[str, float]:
     """content: relative feature error; style: weighted relative Gram error; total: their sum.
-    Every output is judged at the same long edge, `size`."""
+    Every output, a file or an image tensor, is judged at the same long edge, `size`."""
     settings = StyleSettings(device=device, **JUDGE)
     image = resize_long_edge(as_tensor(output), size)
     losses = get_stylizer(settings).evaluate(image, content, [style], settings)

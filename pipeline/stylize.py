@@ -59,6 +59,7 @@ class Progress:
     width: int
     terms: LossTerms
     elapsed: float
+    image: torch.Tensor  # the current image (or tile), on the device; a live view, not a copy
 
     @functools.cached_property
     def losses(self) -> dict[str, float]:
@@ -269,7 +270,7 @@ class Stylizer:
                 image.clamp_(0, 1)
             terms = latest[0].detached()
             totals = totals[-EARLY_STOP_WINDOW:] + [terms.total.sum()]
-            report(steps, level.iterations, terms)
+            report(steps, level.iterations, terms, image.detach())
             if steps % EARLY_STOP_WINDOW == 0 and _converged(torch.stack(totals).tolist(), settings):
                 stopped = True
                 break
@@ -364,10 +365,10 @@ class _Reporter:
         self.started = started
 
     def at(self, level: _Level, tile: int, tiles: int, height: int, width: int):
-        def report(iteration: int, iterations: int, terms: LossTerms) -> None:
+        def report(iteration: int, iterations: int, terms: LossTerms, image: torch.Tensor) -> None:
             if self.callback is not None:
                 elapsed = time.perf_counter() - self.started
-                self.callback(Progress(level.index, level.levels, tile, tiles, iteration, iterations, height, width, terms, elapsed))
+                self.callback(Progress(level.index, level.levels, tile, tiles, iteration, iterations, height, width, terms, elapsed, image))
 
         return report
 
