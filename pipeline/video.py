@@ -106,17 +106,15 @@ def stylize_video(
 
 @dataclass(frozen=True)
 class Segment:
-    """Frames [first, stop) of a clip, counted from video.start; [first, start) is burn-in
-    that only cross-fades with the segment before."""
+    """Frames [first, stop) of a clip, counted from video.start: [first, fade) are burn-in,
+    stylized only to settle the temporal chain; over [fade, start) the output cross-fades
+    from the segment before to this one; from start on the output is this segment's."""
 
     number: int
     first: int
+    fade: int
     start: int
     stop: int | None  # None: to wherever the clip really ends
-
-    @property
-    def burn_in(self) -> int:
-        return self.start - self.first
 
 
 @dataclass
@@ -138,7 +136,7 @@ class Clip:
         return folder if segment is None or len(self.segments) == 1 else folder / f"segment_{segment.number:03d}"
 
     def work(self, segment: Segment) -> "_WorkFolder":
-        bounds = [segment.first, segment.start, segment.stop]
+        bounds = [segment.first, segment.fade, segment.start, segment.stop]
         key = self.key if len(self.segments) == 1 else hashlib.sha256(json.dumps([self.key, bounds]).encode()).hexdigest()
         return _WorkFolder(self.work_path(segment), key, segment.first)
 
@@ -154,15 +152,18 @@ def open_clip(source, styles, output, settings=None, video=None, key=None) -> Cl
 
 
 def split_clip(frames: int, video: VideoSettings) -> list[Segment]:
-    """Equal segments of at most segment_frames; each after the first starts segment_overlap
-    frames early. The count comes from the header, so the last segment runs to the real end."""
+    """Equal segments of at most segment_frames; each after the first starts segment_burn_in +
+    segment_overlap frames early. The count comes from the header, so the last runs to the real end."""
     if not video.segment_frames or frames <= video.segment_frames:
-        return [Segment(0, 0, 0, None)]
+        return [Segment(0, 0, 0, 0, None)]
     count = math.ceil(frames / video.segment_frames)
     starts = [round(k * frames / count) for k in range(count)]
-    overlap = min(video.segment_overlap, min(b - a for a, b in zip(starts, starts[1:])))  # stay inside the previous segment
-    stops = starts[1:] + [None]
-    return [Segment(k, max(0, a - overlap) if k else 0, a, b) for k, (a, b) in enumerate(zip(starts, stops))]
+    overlap = min(video.segment_overlap, min(b - a for a, b in zip(starts, starts[1:])))  # fade inside the previous segment
+    segments = [Segment(0, 0, 0, 0, starts[1])]
+    for k, (start, stop) in enumerate(zip(starts[1:], starts[2:] + [None]), start=1):
+        fade = start - overlap
+        segments.append(Segment(k, max(0, fade - video.segment_burn_in), fade, start, stop))
+    return segments
 
 
 def _frames_expected(info: VideoInfo, video: VideoSettings) -> int:
@@ -350,8 +351,9 @@ def _joined_frames(clip: Clip, works: list["_WorkFolder"]) -> Iterator[tuple[int
                                f"not where segment {k + 1} starts ({clip.segments[k + 1].start}); delete {clip.work_path()}")
         for index in range(segment.start, work.end):
             pixels = work.frame(index)
-            if following and following.first <= index < following.end:
-                weight = (index - following.first + 1) / (clip.segments[k + 1].burn_in + 1)
+            after = clip.segments[k + 1] if following else None
+            if after and after.fade <= index < following.end:
+                weight = (index - after.fade + 1) / (after.start - after.fade + 1)
                 blend = (1 - weight) * pixels.astype(np.float32) + weight * following.frame(index).astype(np.float32)
                 pixels = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
             yield index, pixels
@@ -364,7 +366,7 @@ class _SeamFrames:
     def __init__(self, clip: Clip, works: list["_WorkFolder"]):
         self.clip, self.works = clip, works
         # Transitions into these frames cross a seam: into the cross-fade, through it, and out of it.
-        self.into = sorted({i for seg, work in zip(clip.segments[1:], works[1:]) for i in range(seg.first, min(seg.start + 1, work.end))})
+        self.into = sorted({i for seg, work in zip(clip.segments[1:], works[1:]) for i in range(seg.fade, min(seg.start + 1, work.end))})
         self.wanted = set(self.into) | {i - 1 for i in self.into}
         self.frames: dict[int, np.ndarray] = {}
 
@@ -375,12 +377,13 @@ class _SeamFrames:
     def measure(self) -> dict:
         cuts = {c for work in self.works for c in work.cuts}
         seam = {i: e for i, e in self._seam_errors().items() if i not in cuts}
-        within = [e for work in self.works for e in work.errors_within(self.into)]
+        within = [e for seg, work in zip(self.clip.segments, self.works) for e in work.errors_within(seg, self.into)]
         per_seam = []
         for seg in self.clip.segments[1:]:
-            errors = [seam[i] for i in range(seg.first, seg.start + 1) if i in seam]
+            errors = [seam[i] for i in range(seg.fade, seg.start + 1) if i in seam]
             if errors:
-                per_seam.append({"frame": seg.start, "burn_in": seg.burn_in, "warping_error": _mean([e[0] for e in errors]),
+                per_seam.append({"frame": seg.start, "burn_in": seg.fade - seg.first, "overlap": seg.start - seg.fade,
+                                 "warping_error": _mean([e[0] for e in errors]),
                                  "worst_warping_error": max(e[0] for e in errors)})
         seam_output, within_output = _mean([e[0] for e in seam.values()]), _mean([e[0] for e in within])
         return {
@@ -488,10 +491,10 @@ class _WorkFolder:
     def begin(self) -> None:
         self.state["resumed_from"] = self.frames_done
 
-    def errors_within(self, seam_frames: list[int]) -> list:
-        """Measured (output, input) warping errors into this segment's frames that cross no seam."""
+    def errors_within(self, segment: Segment, seam_frames: list[int]) -> list:
+        """Measured (output, input) warping errors into this segment's own output frames, crossing no seam."""
         skip = set(seam_frames)
-        return [e for j, e in enumerate(self.errors) if e is not None and self.first + j not in skip]
+        return [e for j, e in enumerate(self.errors) if e is not None and self.first + j > segment.start and self.first + j not in skip]
 
     def frame(self, index: int) -> np.ndarray:
         return np.asarray(load_image(self._frame_path(index)))
