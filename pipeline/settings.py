@@ -106,7 +106,7 @@ class VideoSettings(BaseModel):
     codec: VideoCodec = "h264"
     crf: int = Field(18, ge=0, le=63, description="constant quality: lower is better and larger")
     segment_frames: int = Field(900, ge=0, description="clips longer than this are cut into segments stylized in parallel (0: never)")
-    segment_overlap: int = Field(8, ge=0, description="frames over which each later segment cross-fades in from the one before")
+    segment_overlap: int = Field(24, ge=0, description="frames over which each later segment cross-fades in from the one before")
     segment_burn_in: int = Field(8, ge=0, description="frames each later segment stylizes before its cross-fade, then discards")
 
     @model_validator(mode="after")
