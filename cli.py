@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -141,7 +142,7 @@ def _settings(**options) -> StyleSettings:
 
 
 def _fail(error: StylizeError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {error}")
+    err.print(f"[bold red]error:[/] {escape(str(error))}")  # escaped: messages hold [brackets] (paths, 'stylize[ray]')
     return typer.Exit(error.exit_code)
 
 
@@ -243,6 +244,9 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="list every planned item and more progress"),
     batch_size: Optional[int] = typer.Option(None, min=1, help="photos optimised together [default: from free GPU memory; 1 on CPU]"),
+    backend: Optional[str] = typer.Option(None, help="local (this process) or ray (a Ray cluster) [default: the manifest's backend, else local]"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster HOST:PORT [default: manifest's ray_address, RAY_ADDRESS, else a local cluster]"),
+    workers: Optional[int] = typer.Option(None, min=1, help="Ray workers [default: one per GPU; on CPUs one per 2 CPUs]"),
 ):
     """Stylize everything a manifest lists; skips outputs that are already current."""
     from pipeline.manifest import load_manifest
@@ -255,7 +259,7 @@ def run(
             display.planned(planned)
             if dry_run:
                 return
-            report = run_planned(loaded, planned, display, batch_size)
+            report = run_planned(loaded, planned, display, batch_size, backend, ray_address, workers)
     except StylizeError as error:
         raise _fail(error) from None
     _print_summary(report)

@@ -63,10 +63,11 @@ def probe_video(path: str | Path) -> VideoInfo:
 
 
 def read_frames(
-    path: str | Path, start: float = 0.0, end: float | None = None, max_frames: int | None = None
+    path: str | Path, start: float = 0.0, end: float | None = None, max_frames: int | None = None, skip: int = 0
 ) -> Iterator[np.ndarray]:
     """RGB uint8 HxWx3 frames as displayed, from `start` to `end` seconds (frame
-    indices t * fps rounded, end exclusive), at most `max_frames` of them.
+    indices t * fps rounded, end exclusive), at most `max_frames` of them, less the
+    first `skip` of those (passed over without converting: a segment of a long clip).
 
     The file is opened and the selection checked now; frames decode lazily. A
     damaged file yields what decodes before the damage, then stops."""
@@ -85,7 +86,7 @@ def read_frames(
     stop = frame_index(end, fps) if end is not None else None
     if max_frames is not None:
         stop = first + max_frames if stop is None else min(stop, first + max_frames)
-    return _decode(capture, path, first, stop)
+    return _decode(capture, path, first, stop, skip)
 
 
 def frame_count(path: str | Path) -> int:
@@ -143,13 +144,15 @@ def rational_fps(value: float) -> Fraction:
     return Fraction(value).limit_denominator(1001)
 
 
-def _decode(capture: cv2.VideoCapture, path: Path, first: int, stop: int | None) -> Iterator[np.ndarray]:
+def _decode(capture: cv2.VideoCapture, path: Path, first: int, stop: int | None, skip: int = 0) -> Iterator[np.ndarray]:
     try:
         if stop is not None and stop <= first:
             return
         index = 0
         while index < first and _grab(capture):
             index += 1
+        while index < first + skip and (stop is None or index < stop) and _grab(capture):
+            index += 1  # frames of the selection before a segment: passed over, never converted
         decoded = index
         while stop is None or index < stop:
             ok, frame = _read(capture)

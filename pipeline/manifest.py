@@ -19,6 +19,7 @@ from .images import load_image
 from .settings import StyleSettings, VideoSettings
 
 OutputFormat = Literal["jpg", "png", "webp"]
+Backend = Literal["local", "ray"]
 PRESET_DIRS = (Path(__file__).resolve().parents[1] / "configs" / "presets",)
 OUTPUT_KEYS = {"format", "quality"}
 
@@ -87,6 +88,8 @@ class _ManifestFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     output_dir: str
+    backend: Backend = "local"  # where items run: this process, or a Ray cluster
+    ray_address: str | None = None  # a running cluster (HOST:6379); default: RAY_ADDRESS, else a local one
     defaults: dict[str, Any] = Field(default_factory=dict)
     jobs: list[dict[str, Any]] = Field(min_length=1)
 
@@ -108,6 +111,8 @@ class Manifest:
     source: Path
     output_dir: Path
     jobs: list[JobPlan]
+    backend: str = "local"
+    ray_address: str | None = None
 
     def resolve(self, path: str | Path) -> Path:
         return _resolve(self.source, path)
@@ -133,8 +138,9 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
     source = Path(path).resolve()
     data = _read_yaml(source)
     problems: list[str] = []
+    top = _ManifestFile.model_construct()
     try:
-        _ManifestFile(**data)
+        top = _ManifestFile(**data)
     except ValidationError as error:
         problems += _problems_of(error)  # and go on: the jobs may hold more problems
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
@@ -150,7 +156,8 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
     problems += [f"jobs: job name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
     output_dir = _resolve(source, str(data.get("output_dir", "")))
     problems += _check_writable(output_dir) if isinstance(data.get("output_dir"), str) else []
-    return Manifest(source, output_dir, jobs), problems
+    backend = getattr(top, "backend", "local")
+    return Manifest(source, output_dir, jobs, backend, getattr(top, "ray_address", None)), problems
 
 
 def check_style_files(manifest: Manifest) -> list[str]:

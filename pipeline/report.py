@@ -23,7 +23,9 @@ class ItemRecord:
     losses: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     device: str | None = None
-    video: dict | None = None  # frames, fps, duration, audio, seconds per frame, warping errors
+    video: dict | None = None  # frames, fps, duration, audio, seconds per frame, warping errors, seams
+    attempts: int = 1  # runs started for it this time: more than 1 when a cluster worker died under it (0: skipped)
+    retries: list[str] = field(default_factory=list)  # why each earlier attempt was lost
 
 
 @dataclass

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 
 from . import __version__
 from .files import remove_partials, write_json
-from .errors import EnvironmentProblem, StylizeError
+from .errors import EnvironmentProblem, InputError, StylizeError
 from .device import resolve_device
 from .images import fit_long_edge, save_image
 from .lock import OutputLock
@@ -23,7 +23,9 @@ from .plan import PlanItem, plan, style_label
 from .report import ItemRecord, RunReport
 from .settings import StyleSettings
 from .stylize import Progress, StylizeResult, get_stylizer
-from .video import VideoProgress, stylize_video
+from .video import Clip, VideoProgress, assemble, open_clip, stylize_segment
+
+BACKENDS = ("local", "ray")
 
 MAX_BATCH = 16
 
@@ -59,10 +61,27 @@ def prepare(manifest: Manifest, only: list[str] | None = None, force: bool = Fal
 
 
 def run_planned(
-    manifest: Manifest, planned: list[PlannedItem], events: RunEvents | None = None, batch_size: int | None = None
+    manifest: Manifest,
+    planned: list[PlannedItem],
+    events: RunEvents | None = None,
+    batch_size: int | None = None,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> RunReport:
-    """Run what is not done. batch_size None: as many same-sized photos per batch as GPU memory allows."""
+    """Run what is not done, here (backend local) or on a Ray cluster (backend ray; the
+    manifest's `backend:` unless given). Either way this process holds the lock, cleans up,
+    writes the report and tells `events`. batch_size None: as many same-sized photos per
+    batch as GPU memory allows (local only)."""
     events = events or RunEvents()
+    backend = backend or manifest.backend
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}", manifest.source)
+    todo = [p for p in planned if not p.done]
+    if backend == "ray" and todo:
+        from .cluster import require_ray, run_on_ray  # Ray is optional: imported only when chosen
+
+        require_ray()  # before the lock: a missing extra is an error, not a run
     report = RunReport(str(manifest.source), manifest.output_dir)
     with OutputLock(manifest.output_dir) as lock:
         if lock.took_over:
@@ -71,17 +90,29 @@ def run_planned(
         for planned_item in planned:
             if planned_item.done:
                 report.add(_skipped_record(planned_item.item))
-        todo = [p for p in planned if not p.done]
-        position = 0
-        for batch in _batches(todo, batch_size):
-            for planned_item in batch:
-                position += 1
-                events.item_started(position, len(todo), planned_item.item)
-            for record in _run_batch(batch, events):
-                report.add(record)
-                events.item_finished(record)
+        if backend == "ray" and todo:
+            records = run_on_ray(todo, events, ray_address or manifest.ray_address, workers)
+        else:
+            records = _run_local(todo, events, batch_size)
+        for record in records:
+            report.add(record)
+            events.item_finished(record)
         report.finish()
     return report
+
+
+def _run_local(todo: list[PlannedItem], events: RunEvents, batch_size: int | None):
+    position = 0
+    for batch in _batches(todo, batch_size):
+        for planned_item in batch:
+            position += 1
+            events.item_started(position, len(todo), planned_item.item)
+        yield from _run_batch(batch, events)
+
+
+def run_item(planned: PlannedItem, events: RunEvents) -> ItemRecord:
+    """One item alone, as a cluster worker runs it."""
+    return _run_batch([planned], events)[0]
 
 
 def _batches(todo: list[PlannedItem], batch_size: int | None):
@@ -146,9 +177,42 @@ def _finish_item(planned: PlannedItem, result: StylizeResult, settings: StyleSet
 
 
 def _run_video(planned: PlannedItem, events: RunEvents) -> ItemRecord:
+    """All segments of a clip one after another, then the join; a cluster spreads the segments out."""
     item, started = planned.item, time.perf_counter()
     try:
-        result = stylize_video(item.content, list(item.styles), item.output, item.settings, item.video, events.video_progress, planned.key)
+        clip = clip_of(planned)
+        for segment in clip.segments:
+            stylize_segment(clip, segment, events.video_progress)
+    except (EnvironmentProblem, KeyboardInterrupt):
+        raise
+    except Exception as error:  # noqa: BLE001 - one bad clip must not end a night's run
+        return _record(item, "failed", time.perf_counter() - started, error=_describe(error))
+    return finish_clip(planned, clip)
+
+
+def clip_of(planned: PlannedItem) -> Clip:
+    """The clip an item names, with its segments; its work folders are keyed by the item's key."""
+    item = planned.item
+    return open_clip(item.content, list(item.styles), item.output, item.settings, item.video, planned.key)
+
+
+def run_segment(planned: PlannedItem, number: int, events: RunEvents) -> str | None:
+    """Stylize one segment of a clip into its work folder; the error when the clip itself is at fault."""
+    try:
+        clip = clip_of(planned)
+        stylize_segment(clip, clip.segments[number], events.video_progress)
+    except (EnvironmentProblem, KeyboardInterrupt):
+        raise
+    except Exception as error:  # noqa: BLE001 - reported as the item's failure, never retried
+        return _describe(error)
+    return None
+
+
+def finish_clip(planned: PlannedItem, clip: Clip | None = None) -> ItemRecord:
+    """Join a clip's finished segments into its output, with sidecar and record."""
+    item, started = planned.item, time.perf_counter()
+    try:
+        result = assemble(clip or clip_of(planned))
         device = str(get_stylizer(item.settings).device)
         summary = {"video": result.as_report(), "seconds": result.seconds, "device": device, "iterations": 0, "losses": {}}
         _write_sidecar(planned, item.settings, summary)
@@ -199,6 +263,10 @@ def _write_sidecar(planned: PlannedItem, settings: StyleSettings, summary: dict)
     })
 
 
+def failed_record(item: PlanItem, error: str, seconds: float = 0.0) -> ItemRecord:
+    return _record(item, "failed", seconds, error=error)
+
+
 def _record(item: PlanItem, status: str, seconds: float, result: StylizeResult | None = None, error: str | None = None) -> ItemRecord:
     return ItemRecord(
         job=item.job, input=str(item.content), style=style_label(item.styles), output=str(item.output),
@@ -211,6 +279,7 @@ def _record(item: PlanItem, status: str, seconds: float, result: StylizeResult |
 
 def _skipped_record(item: PlanItem) -> ItemRecord:
     record = _record(item, "skipped", 0.0)
+    record.attempts = 0
     try:
         sidecar = json.loads(Path(item.sidecar).read_text())
         record.iterations, record.losses, record.device = sidecar["iterations"], sidecar["losses"], sidecar["device"]

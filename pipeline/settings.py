@@ -114,9 +114,14 @@ class VideoSettings(BaseModel):
     end: float | None = Field(None, gt=0, description="seconds into the clip (default: its end)")
     codec: VideoCodec = "h264"
     crf: int = Field(18, ge=0, le=63, description="constant quality: lower is better and larger")
+    segment_frames: int = Field(900, ge=0, description="clips longer than this are cut into segments stylized in parallel (0: never)")
+    segment_overlap: int = Field(24, ge=0, description="frames over which each later segment cross-fades in from the one before")
+    segment_burn_in: int = Field(8, ge=0, description="frames each later segment stylizes before its cross-fade, then discards")
 
     @model_validator(mode="after")
     def _check(self) -> "VideoSettings":
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        if self.segment_frames and self.segment_overlap >= self.segment_frames:
+            raise ValueError(f"segment_overlap ({self.segment_overlap}) must be less than segment_frames ({self.segment_frames})")
         return self
