@@ -94,19 +94,24 @@ class _ForwardedEvents(RunEvents):
         self.queue, self.name, self.last = queue, name, 0.0
 
     def progress(self, progress) -> None:
-        self._send("progress", progress)
+        if self._due():
+            self._send("progress", progress.portable())  # no device tensors across processes
 
     def video_progress(self, progress) -> None:
-        self._send("video_progress", progress)
+        if self._due():
+            self._send("video_progress", progress)
 
     def note(self, message: str) -> None:
-        self._send("note", message, always=True)
+        self._send("note", message)
 
-    def _send(self, kind: str, value, always: bool = False) -> None:
+    def _due(self) -> bool:
         now = time.monotonic()
-        if not always and now - self.last < PROGRESS_EVERY_S:
-            return
+        if now - self.last < PROGRESS_EVERY_S:
+            return False
         self.last = now
+        return True
+
+    def _send(self, kind: str, value) -> None:
         try:
             self.queue.put_nowait((self.name, kind, value))
         except Exception:  # noqa: BLE001 - progress is best effort; a full or lost queue must not fail the item

@@ -105,6 +105,9 @@ class LossTerms:
     def detached(self) -> "LossTerms":
         return LossTerms(self.content.detach(), self.style.detach(), self.tv.detach(), self.temporal.detach())
 
+    def to(self, device: str | torch.device) -> "LossTerms":
+        return LossTerms(self.content.to(device), self.style.to(device), self.tv.to(device), self.temporal.to(device))
+
     def as_floats(self, index: int | None = None) -> dict[str, float]:
         def pick(t: torch.Tensor) -> float:
             return float(t.detach().sum() if index is None else t.detach()[index])

@@ -5,6 +5,7 @@ stylize_image(content, styles, settings, callback) -> StylizeResult
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -59,11 +60,15 @@ class Progress:
     width: int
     terms: LossTerms
     elapsed: float
-    image: torch.Tensor  # the current image (or tile), on the device; a live view, not a copy
+    image: torch.Tensor | None  # the current image (or tile), on the device; a live view, not a copy
 
     @functools.cached_property
     def losses(self) -> dict[str, float]:
         return self.terms.as_floats()
+
+    def portable(self) -> "Progress":
+        """A light copy for another process: the losses on the CPU, no image."""
+        return dataclasses.replace(self, terms=self.terms.to("cpu"), image=None)
 
 
 Callback = Callable[[Progress], None]

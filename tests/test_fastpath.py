@@ -129,3 +129,13 @@ def test_auto_batch_size_comes_from_the_measured_memory(monkeypatch):
     assert auto_batch_size(settings, (64, 64)) == 5
     monkeypatch.setattr("pipeline.run.free_bytes", lambda device: None)
     assert auto_batch_size(settings, (64, 64)) == 1
+
+
+def test_progress_travels_to_another_process_without_the_image(photo, starry):
+    import pickle
+
+    seen = []
+    stylize_image(photo, starry, tiny(iterations=2), callback=seen.append)
+    portable = pickle.loads(pickle.dumps(seen[-1].portable()))
+    assert portable.image is None and seen[-1].image is not None
+    assert portable.losses == seen[-1].losses

@@ -194,6 +194,13 @@ def test_multiscale_levels_and_progress(photo, starry):
     assert result.iterations == 30
 
 
+@pytest.mark.parametrize("size, levels", [(64, [64]), (255, [255]), (256, [128, 256]), (512, [256, 512]),
+                                          (1024, [256, 512, 1024]), (2048, [256, 512, 1024, 2048])])
+def test_auto_scales_start_at_half_size_from_256_px(size, levels):
+    assert tiny(size=size).scale_sizes() == levels
+    assert tiny(size=size, scales=1).scale_sizes() == [size]
+
+
 def test_multiscale_beats_single_scale_for_the_same_final_steps(photo, starry, style_loss):
     final_steps = 15
     single = stylize_image(photo, starry, tiny(iterations=final_steps))
