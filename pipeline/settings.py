@@ -19,6 +19,7 @@ DEFAULT_LEARNING_RATE: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
 # less time; see README "Speed"), and each doubling above 512 px adds a level.
 AUTO_SCALE_BASE = 512
 AUTO_SINGLE_BELOW = 256
+COARSE_TOLERANCE_FACTOR = 10
 # Settings that change where or how fast the work runs, not what it produces.
 SPEED_ONLY_SETTINGS = frozenset({"device", "compile"})
 
@@ -82,6 +83,10 @@ class StyleSettings(BaseModel):
         if self.size < AUTO_SINGLE_BELOW:
             return 1
         return 2 + max(0, math.ceil(math.log2(self.size / AUTO_SCALE_BASE)))
+
+    def tolerance_at(self, level: int) -> float:
+        """Levels before the last only prepare its start, so they stop sooner."""
+        return self.tolerance if level == len(self.scale_sizes()) - 1 else self.tolerance * COARSE_TOLERANCE_FACTOR
 
     def iterations_at(self, level: int) -> int:
         if level == 0:

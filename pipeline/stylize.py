@@ -98,6 +98,7 @@ class _Level:
     index: int
     levels: int
     iterations: int
+    tolerance: float
 
 
 def stylize_image(
@@ -161,7 +162,7 @@ class Stylizer:
         for index, long_edge in enumerate(levels):
             content_level = resize_long_edge(content_full, long_edge).to(self.device)
             sizes.append(tuple(content_level.shape[-2:]))
-            level = _Level(index, len(levels), settings.iterations_at(index))
+            level = _Level(index, len(levels), settings.iterations_at(index), settings.tolerance_at(index))
             image, level_steps, level_stopped, losses = self._stylize_level(
                 image, content_level, prepared, settings, level, report
             )
@@ -191,7 +192,7 @@ class Stylizer:
             temporal = TemporalTarget(warped, mask, temporal.weight)
         if settings.preserve_color == "luminance":
             start = color.luminance_image(start)
-        level = _Level(0, 1, iterations)
+        level = _Level(0, 1, iterations, settings.tolerance)
         image, steps, stopped, losses = self._stylize_level(
             start.to(self.device), content, prepare_styles(styles), settings, level, _Reporter(callback, started), temporal
         )
@@ -276,7 +277,7 @@ class Stylizer:
             terms = latest[0].detached()
             totals = totals[-EARLY_STOP_WINDOW:] + [terms.total.sum()]
             report(steps, level.iterations, terms, image.detach())
-            if steps % EARLY_STOP_WINDOW == 0 and _converged(torch.stack(totals).tolist(), settings):
+            if steps % EARLY_STOP_WINDOW == 0 and _converged(torch.stack(totals).tolist(), level.tolerance, settings):
                 stopped = True
                 break
         result = image.detach().clamp(0, 1)
@@ -429,13 +430,13 @@ def _make_optimizer(image: torch.Tensor, settings: StyleSettings) -> torch.optim
     return torch.optim.LBFGS([image], lr=settings.lr, max_iter=1, history_size=50, tolerance_grad=-1, tolerance_change=-1)
 
 
-def _converged(history: list[float], settings: StyleSettings) -> bool:
+def _converged(history: list[float], tolerance: float, settings: StyleSettings) -> bool:
     """The mean improvement per step over the last window fell below the tolerance."""
     _check_finite(history[-1], settings)
-    if settings.tolerance <= 0 or len(history) <= EARLY_STOP_WINDOW:
+    if tolerance <= 0 or len(history) <= EARLY_STOP_WINDOW:
         return False
     before, now = history[-EARLY_STOP_WINDOW - 1], history[-1]
-    return (before - now) < settings.tolerance * EARLY_STOP_WINDOW * abs(before)
+    return (before - now) < tolerance * EARLY_STOP_WINDOW * abs(before)
 
 
 def _check_finite(total: float, settings: StyleSettings) -> None:

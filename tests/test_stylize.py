@@ -201,6 +201,12 @@ def test_auto_scales_start_at_half_size_from_256_px(size, levels):
     assert tiny(size=size, scales=1).scale_sizes() == [size]
 
 
+def test_levels_before_the_last_stop_ten_times_sooner():
+    settings = tiny(size=512, tolerance=1e-4)
+    assert [settings.tolerance_at(level) for level in (0, 1)] == [pytest.approx(1e-3), 1e-4]
+    assert tiny(size=64, tolerance=1e-4).tolerance_at(0) == 1e-4  # one level: it is the last
+
+
 def test_multiscale_beats_single_scale_for_the_same_final_steps(photo, starry, style_loss):
     final_steps = 15
     single = stylize_image(photo, starry, tiny(iterations=final_steps))
