@@ -395,20 +395,18 @@ class _SeamFrames:
         }
 
     def _seam_errors(self) -> dict[int, tuple[float, float]]:
-        if not self.into:
-            return {}
-        video, size = self.clip.video, self.clip.size
-        estimate, errors = FlowEstimator(), {}
-        previous = None
-        frames = read_frames(self.clip.source, start=video.start, end=video.end, max_frames=video.max_frames, skip=min(self.wanted))
-        for index, pixels in enumerate(itertools.islice(frames, max(self.wanted) + 1 - min(self.wanted)), start=min(self.wanted)):
-            pixels = np.ascontiguousarray(cv2.resize(pixels, (size[1], size[0]), interpolation=cv2.INTER_AREA))
-            if index in self.into and previous is not None and index in self.frames and index - 1 in self.frames:
-                backward = estimate(pixels, previous)
-                frame = _Frame(index, pixels, backward, reliability_mask(backward, estimate(previous, pixels)))
-                errors[index] = _warping_errors(_tensor(self.frames[index]), _tensor(self.frames[index - 1]),
-                                                _tensor(pixels), _tensor(previous), frame)
-            previous = pixels
+        """(output, input) warping errors of the transitions into each cross-fade's frames,
+        with flow between the content frames, decoded again only around each seam."""
+        errors = {}
+        for seg in self.clip.segments[1:]:
+            around = Segment(seg.number, max(0, seg.fade - 1), seg.fade, seg.start, seg.start + 1)
+            previous = None
+            for frame in _frames_with_flow(self.clip, around, 0):
+                index = frame.index
+                if index in self.into and frame.backward is not None and index in self.frames and index - 1 in self.frames:
+                    errors[index] = _warping_errors(_tensor(self.frames[index]), _tensor(self.frames[index - 1]),
+                                                    _tensor(frame.pixels), _tensor(previous), frame)
+                previous = frame.pixels
         return errors
 
 
