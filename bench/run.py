@@ -128,9 +128,7 @@ class Bench:
             if p.level != p.levels - 1 or p.iteration % every:
                 return
             entered = time.perf_counter()
-            if self.gpu:
-                torch.cuda.synchronize()  # the steps so far, finished, count; not those queued
-            elapsed = p.elapsed + (time.perf_counter() - entered) - judging[0]
+            elapsed = p.elapsed + (self.now() - entered) - judging[0]  # the queued steps, finished, count
             total = score(p.image, CONTENT, STYLE, size, str(self.device))["total"]
             for peer, target in targets.items():
                 if peer not in reached and total <= target:
