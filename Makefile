@@ -19,6 +19,7 @@ run: setup
 	$(BIN)/stylize run configs/samples.yaml
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -13,11 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from pipeline import Style, StyleSettings, StylizeError
-from pipeline.errors import EXIT_ITEMS_FAILED, EXIT_USAGE
-from pipeline.plan import style_label
-from pipeline.run import RunEvents
-from pipeline.settings import VideoSettings, settings_from
+from pipeline.batch.events import RunEvents
+from pipeline.errors import EXIT_ITEMS_FAILED, EXIT_USAGE, StylizeError
+from pipeline.settings import Style, StyleSettings, VideoSettings, settings_from
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural style transfer for photos and video, from a YAML manifest.")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -78,12 +76,12 @@ class Display(RunEvents):
         todo = sum(not p.done for p in items)
         self.log(f"plan: {len(items)} item(s), {todo} to run, {len(items) - todo} already done")
         for p in items if self.verbose else []:
-            self.log(f"  {'done' if p.done else 'run '} {p.item.job}: {p.item.content.name} x {style_label(p.item.styles)} -> {p.item.output}")
+            self.log(f"  {'done' if p.done else 'run '} {p.item.job}: {p.item.content.name} x {p.item.style_label} -> {p.item.output}")
         if self.bars and todo:
             self.items_bar = self.bars.add_task("items", total=todo, note="")
 
     def item_started(self, position: int, total: int, item) -> None:
-        self.log(f"[{position}/{total}] {item.job}: {item.content.name} x {style_label(item.styles)}")
+        self.log(f"[{position}/{total}] {item.job}: {item.content.name} x {item.style_label}")
 
     def item_finished(self, record) -> None:
         if record.status == "failed":
@@ -175,15 +173,13 @@ def image(
     quiet: Quiet = False,
 ):
     """Stylize one image."""
-    from pipeline import stylize_image
-    from pipeline.images import save_image
+    from pipeline.engine.stylize import stylize_image_file
 
     options = {k: v for k, v in locals().items() if k in StyleSettings.model_fields}
     try:
         settings = _settings(**options)
         with Display(quiet) as display:
-            result = stylize_image(content, [_parse_style(s) for s in style], settings, display.progress)
-        save_image(result.image, output, quality=quality)
+            result = stylize_image_file(content, [_parse_style(s) for s in style], output, settings, quality, display.progress)
     except StylizeError as error:
         raise _fail(error) from None
     if not quiet:
@@ -218,7 +214,7 @@ def video(
     quiet: Quiet = False,
 ):
     """Stylize one clip without flicker; keeps its frame rate and sound. Resumes if interrupted."""
-    from pipeline.video import stylize_video
+    from pipeline.video.stylize import stylize_video
 
     given = {k: v for k, v in locals().items() if v is not None}
     try:
@@ -249,19 +245,17 @@ def run(
     workers: Optional[int] = typer.Option(None, min=1, help="Ray workers [default: one per GPU; on CPUs one per 2 CPUs]"),
 ):
     """Stylize everything a manifest lists; skips outputs that are already current."""
-    from pipeline.manifest import load_manifest
-    from pipeline.run import prepare, run_planned
+    from pipeline.batch.runner import run_manifest
 
     try:
-        loaded = load_manifest(manifest)
         with Display(quiet, verbose or dry_run) as display:  # a dry run lists every item
-            planned = prepare(loaded, only, force)
-            display.planned(planned)
-            if dry_run:
-                return
-            report = run_planned(loaded, planned, display, batch_size, backend, ray_address, workers)
+            outcome = run_manifest(manifest, display, only=only, force=force, dry_run=dry_run, batch_size=batch_size,
+                                   backend=backend, ray_address=ray_address, workers=workers)
     except StylizeError as error:
         raise _fail(error) from None
+    report = outcome.report
+    if report is None:
+        return
     _print_summary(report)
     if report.failed:
         raise typer.Exit(EXIT_ITEMS_FAILED)
@@ -270,7 +264,7 @@ def run(
 @app.command()
 def validate(manifest: Path = typer.Argument(..., help="YAML manifest")):
     """Check a manifest without running it: schema, settings, presets, files, output folder."""
-    from pipeline.plan import validate_manifest
+    from pipeline.batch.plan import validate_manifest
 
     try:
         problems = validate_manifest(manifest)
@@ -312,7 +306,7 @@ def info(
     weights: str = typer.Option(DEFAULTS.weights, help="weights source to check"),
 ):
     """Show the device, library versions, weights file and ffmpeg that runs will use."""
-    from pipeline.environment import environment_report
+    from pipeline.engine.environment import environment_report
 
     try:
         report = environment_report(device, weights)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline import StyleSettings, get_stylizer
-from pipeline.images import as_tensor, resize_long_edge
+from pipeline import StyleSettings, evaluate
+from pipeline.engine.tensors import as_tensor, resize_long_edge
 
 # fp32 whatever the device, and the library's default layers and weights, fixed here so that changing a default
 # never moves the yardstick.
@@ -29,5 +29,5 @@ def score(output: Path | torch.Tensor, content: Path, style: Path, size: int, de
     Every output, a file or an image tensor, is judged at the same long edge, `size`."""
     settings = StyleSettings(device=device, **JUDGE)
     image = resize_long_edge(as_tensor(output), size)
-    losses = get_stylizer(settings).evaluate(image, content, [style], settings)
+    losses = evaluate(image, content, [style], settings)
     return {"content": losses["content"], "style": losses["style"], "total": losses["content"] + losses["style"]}

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 import torchvision
 
-from pipeline.images import as_tensor, resize_long_edge, save_image, to_pil
-from pipeline.weights import CaffePreprocess, resolve_weights
-from pipeline.vgg import conv_names_in_order
+from pipeline.engine.tensors import as_tensor, resize_long_edge, to_pil
+from pipeline.engine.weights import CaffePreprocess, resolve_weights
+from pipeline.media.images import save_image
+from pipeline.vgg19 import CONV_NAMES
 
 
 def run_pastiche(content: Path, style: Path, output: Path, size: int, steps: int, device: str) -> float:
@@ -31,7 +32,7 @@ def tutorial_features(device: torch.device) -> torch.nn.Sequential:
     IMAGENET1K_V1; offline we load the same Caffe weights every tool here uses."""
     features = torchvision.models.vgg19(weights=None).features
     convs = [m for m in features if isinstance(m, torch.nn.Conv2d)]
-    for conv, name in zip(convs, conv_names_in_order()):
+    for conv, name in zip(convs, CONV_NAMES):
         weight, bias = resolve_weights("caffe").conv_params()[name]
         conv.weight.data.copy_(weight)
         conv.bias.data.copy_(bias)

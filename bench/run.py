@@ -17,13 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.evaluator import score  # noqa: E402
 from bench.peers import run_pastiche, run_tutorial_loop  # noqa: E402
-from pipeline import StyleSettings, stylize_image  # noqa: E402
-from pipeline.device import describe_device, resolve_device  # noqa: E402
-from pipeline.images import load_image  # noqa: E402
-from pipeline.manifest import load_manifest  # noqa: E402
-from pipeline.run import prepare, run_planned  # noqa: E402
-from pipeline.settings import VideoSettings  # noqa: E402
-from pipeline.video import stylize_video  # noqa: E402
+from pipeline import StyleSettings, VideoSettings, run_manifest, stylize_image, stylize_video  # noqa: E402
+from pipeline.engine.device import describe_device, resolve_device  # noqa: E402
+from pipeline.media.images import load_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT = REPO / "samples/photos/chelsea.jpg"
@@ -153,9 +149,8 @@ class Bench:
             "defaults": {"size": 512, "iterations": iterations, "tolerance": 0, "device": str(self.device)},
             "jobs": [{"name": "folder", "input": str(folder), "style": str(STYLE)}],
         }))
-        manifest = load_manifest(manifest_file)
         started = time.perf_counter()
-        report = run_planned(manifest, prepare(manifest))
+        report = run_manifest(manifest_file).report
         rate = report.totals()["done"] / (time.perf_counter() - started) * 60
         self.record(f"ours: photos per minute, folder of {count} at 512 px, {iterations} iterations (manifest run)", f"{rate:.1f}")
 

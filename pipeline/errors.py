@@ -30,3 +30,8 @@ class EnvironmentProblem(StylizeError):
     """The machine lacks what was asked for (a GPU, cached weights, ffmpeg)."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a report: our own messages as they are, anything else with its type."""
+    return str(error) if isinstance(error, StylizeError) else f"{error.__class__.__name__}: {error}"

@@ -4,14 +4,15 @@ manifest read their defaults from here, so the surfaces never drift apart."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .device import Precision
 from .errors import InputError
-from .vgg import check_layers
+from .vgg19 import check_layers
 
+Precision = Literal["auto", "fp32", "mixed", "bf16"]
 Optimizer = Literal["lbfgs", "adam"]
 ColorMode = Literal["none", "luminance", "histogram"]
 DEFAULT_LEARNING_RATE: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
@@ -94,20 +95,34 @@ class StyleSettings(BaseModel):
         return self.refine_iterations if self.refine_iterations is not None else self.iterations // 2
 
 
+@dataclass(frozen=True)
+class Style:
+    """A style image (a path, or an image in memory) and its weight in the blend
+    (weights are normalised to sum to 1)."""
+
+    image: Any  # a path, a PIL image, an HxWx3 array or a [1, 3, H, W] tensor in [0, 1]
+    weight: float = 1.0
+
+
 def settings_from(values: dict, where: str = "settings", model: type[BaseModel] | None = None):
     """Build settings (StyleSettings unless another model is named), turning
     validation failures into one actionable line."""
     try:
         return (model or StyleSettings)(**values)
     except ValidationError as error:
-        raise InputError(f"{where}: {describe_validation_error(error)}") from None
+        raise InputError(f"{where}: {validation_problems(error)[0]}") from None
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{location}: {message}" if location else message
+def validation_problems(error: ValidationError, prefix: str = "") -> list[str]:
+    """Each problem pydantic found, as `location: message` (`jobs[2].style[1].path: ...`)."""
+    problems = []
+    for item in error.errors():
+        location = prefix
+        for part in item["loc"]:
+            location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
+        problems.append(f"{location}: {message}" if location else message)
+    return problems
 
 
 VideoCodec = Literal["h264", "h265", "vp9", "prores"]

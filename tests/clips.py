@@ -6,9 +6,16 @@ import subprocess
 from fractions import Fraction
 from pathlib import Path
 
+import re
+
+import cv2
 import imageio_ffmpeg
 import numpy as np
 from PIL import Image
+
+from pipeline.errors import InputError
+from pipeline.media.ffmpeg import run_ffmpeg
+from pipeline.media.files import require_file
 
 REPO = Path(__file__).resolve().parents[1]
 ODD_FPS = Fraction(1501, 50)  # 30.02, like the bundled clip
@@ -38,3 +45,46 @@ def write_gif(path: Path, frames: list[np.ndarray], milliseconds: int = 100) -> 
     images = [Image.fromarray(f) for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=milliseconds, loop=0)
     return path
+
+
+def frame_count(path) -> int:
+    """How many frames actually decode (a header's count can be wrong)."""
+    path = require_file(path, "a video file")
+    capture = cv2.VideoCapture(str(path.resolve()), cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened():
+            raise InputError("not a readable video", path)
+        count = 0
+        while _grab(capture):
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def stream_durations(path) -> tuple[float | None, float | None]:
+    """(video, audio) durations in seconds, each None when the stream is absent. Both
+    streams are decoded: with B-frames the last packet is not the last frame shown, and
+    audio priming and padding only disappear after decoding."""
+    path = require_file(path, "a video file")
+    durations = _end_time(path, "0:v:0"), _end_time(path, "0:a:0")
+    if durations == (None, None):
+        raise InputError("no video or audio stream could be decoded", path)
+    return durations
+
+
+def _grab(capture) -> bool:
+    try:
+        return capture.grab()
+    except cv2.error:  # damage: the end of what decodes
+        return False
+
+
+def _end_time(path: Path, stream: str) -> float | None:
+    """Where one stream ends, from ffmpeg's progress report (microseconds)."""
+    arguments = ["-loglevel", "error", "-i", str(path.resolve()), "-map", stream, "-progress", "pipe:1", "-nostats", "-f", "null", "-"]
+    result = run_ffmpeg(arguments, timeout=600)
+    times = re.findall(r"^out_time_us=(\d+)\s*$", result.stdout.decode("utf-8", "replace"), re.MULTILINE)
+    if result.returncode != 0 or not times:
+        return None
+    return int(times[-1]) / 1e6

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import Progress, StyleSettings, StylizeResult, get_stylizer, stylize_image
-from pipeline.images import as_tensor, resize
+from pipeline import Progress, StyleSettings, StylizeResult, evaluate, stylize_image
+from pipeline.engine.tensors import as_tensor, resize
 
 # The test images are tiny (<= 96 px), where OpenMP's thread hand-offs dominate the
 # convolutions: on a busy 2-core box two threads ran VGG19 ~25x slower than one.
@@ -59,16 +59,11 @@ def settings() -> StyleSettings:
 
 
 @pytest.fixture(scope="session")
-def stylizer(settings):
-    return get_stylizer(settings)
-
-
-@pytest.fixture(scope="session")
-def style_loss(stylizer, photo):
+def style_loss(photo):
     """style_loss(image, style, settings=tiny()) as the optimizer scores it, against `photo`."""
 
     def score(image, style, settings: StyleSettings | None = None) -> float:
-        return stylizer.evaluate(image, photo, style, settings or tiny())["style"]
+        return evaluate(image, photo, style, settings or tiny())["style"]
 
     return score
 

@@ -145,7 +145,7 @@ def test_python_cli_entry_point_runs():
 def test_video_command_writes_a_clip_and_rejects_a_bad_one(tmp_path):
     from clips import pan_frames, write_clip
 
-    from pipeline.decode import frame_count
+    from clips import frame_count
 
     clip = write_clip(tmp_path / "pan.mp4", pan_frames(4))
     output = tmp_path / "out.mp4"

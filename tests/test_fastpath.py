@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from conftest import tiny
-from pipeline import memory, stylize_image
-from pipeline.device import NetworkPrecision, network_precision
-from pipeline.losses import LossTerms
-from pipeline.run import auto_batch_size
-from pipeline.stylize import get_stylizer
-from pipeline.vgg import VGGFeatures
-from pipeline.weights import resolve_weights
+from pipeline import evaluate, stylize_image
+from pipeline.engine import memory
+from pipeline.engine.device import NetworkPrecision, network_precision
+from pipeline.engine.losses import LossTerms
+from pipeline.engine.network import network_for
+from pipeline.engine.vgg import VGGFeatures
+from pipeline.engine.weights import resolve_weights
 
 
 def test_auto_precision_is_fp32_off_cuda_and_reduced_only_when_asked():
@@ -27,9 +27,10 @@ def test_mixed_precision_ends_within_five_percent_of_fp32(photo, starry):
     # The same settings, L-BFGS as by default: the final losses, scored in fp32.
     fp32 = stylize_image(photo, starry, tiny(precision="fp32"))
     mixed = stylize_image(photo, starry, tiny(precision="mixed"))
-    judged = get_stylizer(tiny()).evaluate(mixed.tensor, photo, starry, tiny())
+    judged = evaluate(mixed.tensor, photo, starry, tiny())
     for term in ("total", "style", "content"):
-        assert judged[term] == pytest.approx(fp32.losses[term], rel=0.05), term
+        # Not worse than fp32 by more than 5%; bf16's other path may also end lower (it did by 11% in style on one CPU).
+        assert judged[term] <= fp32.losses[term] * 1.05, term
         assert mixed.losses[term] == pytest.approx(judged[term], rel=0.01), term  # bf16 scores itself fairly
 
 
@@ -40,7 +41,7 @@ def test_bf16_throughout_keeps_adam_within_five_percent(photo, starry):
 
 
 def test_reduced_layers_give_bf16_features_and_full_ones_fp32():
-    features = get_stylizer(tiny(precision="mixed")).features(torch.rand(1, 3, 32, 32))
+    features = network_for(tiny(precision="mixed")).features(torch.rand(1, 3, 32, 32))
     dtypes = {name: f.dtype for name, f in features.items()}
     assert dtypes["relu1_1"] == dtypes["relu2_1"] == torch.float32
     assert dtypes["relu3_1"] == dtypes["relu4_2"] == dtypes["relu5_1"] == torch.bfloat16
@@ -49,12 +50,13 @@ def test_reduced_layers_give_bf16_features_and_full_ones_fp32():
 def test_channels_last_network_matches_the_default_layout():
     weights = resolve_weights("caffe")
     taps = ("relu1_1", "relu3_1", "relu4_2")
-    image = torch.rand(1, 3, 40, 56)
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))  # repeatable: summation order differs by layout
     plain = VGGFeatures(weights, taps)(image)
     nhwc = VGGFeatures(weights, taps, channels_last=True)(image)
     for name in taps:
         assert nhwc[name].is_contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(nhwc[name], plain[name], rtol=1e-4, atol=1e-3)
+        # fp32 summation noise scales with the layer (relu4_2 reaches ~1e4): tolerance relative to its largest value.
+        torch.testing.assert_close(nhwc[name], plain[name], rtol=1e-4, atol=1e-6 * float(plain[name].abs().max()))
 
 
 def test_compiled_network_keeps_the_quality(photo, starry):
@@ -89,16 +91,16 @@ def test_progress_reads_losses_only_when_asked(photo, starry, monkeypatch):
 
 
 def test_bytes_per_pixel_is_measured_and_follows_precision_and_depth():
-    full = memory.bytes_per_pixel(get_stylizer(tiny(precision="fp32")))
-    half = memory.bytes_per_pixel(get_stylizer(tiny(precision="mixed")))
-    shallow = memory.bytes_per_pixel(get_stylizer(tiny(style_layers=("relu1_1",), content_layers=("relu1_1",))))
+    full = memory.bytes_per_pixel(network_for(tiny(precision="fp32")))
+    half = memory.bytes_per_pixel(network_for(tiny(precision="mixed")))
+    shallow = memory.bytes_per_pixel(network_for(tiny(style_layers=("relu1_1",), content_layers=("relu1_1",))))
     assert 2000 < full < 8000, full  # VGG19 to relu5_1: a few KB a pixel
     assert half < full
     assert shallow < full
 
 
 def test_largest_edge_and_batch_fit_the_budget_and_no_more():
-    stylizer = get_stylizer(tiny())
+    stylizer = network_for(tiny())
     budget = 8 * 2**30
     edge = memory.largest_edge(stylizer, budget)
     assert memory.step_bytes(stylizer, edge * edge) <= budget < memory.step_bytes(stylizer, (edge + 1) ** 2)
@@ -109,7 +111,7 @@ def test_largest_edge_and_batch_fit_the_budget_and_no_more():
 
 
 def test_tiles_shrink_to_what_free_memory_holds(photo, starry, monkeypatch):
-    stylizer = get_stylizer(tiny())
+    stylizer = network_for(tiny())
     budget = memory.step_bytes(stylizer, 40 * 40)
     monkeypatch.setattr(memory, "free_bytes", lambda device: budget)
     monkeypatch.setattr(memory, "MIN_TILE_SIZE", 16)
@@ -124,11 +126,11 @@ def test_tiles_shrink_to_what_free_memory_holds(photo, starry, monkeypatch):
 
 def test_auto_batch_size_comes_from_the_measured_memory(monkeypatch):
     settings = tiny(device="cpu")
-    stylizer = get_stylizer(settings)
-    monkeypatch.setattr("pipeline.run.free_bytes", lambda device: memory.step_bytes(stylizer, 64 * 64, 5))
-    assert auto_batch_size(settings, (64, 64)) == 5
-    monkeypatch.setattr("pipeline.run.free_bytes", lambda device: None)
-    assert auto_batch_size(settings, (64, 64)) == 1
+    stylizer = network_for(settings)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: memory.step_bytes(stylizer, 64 * 64, 5))
+    assert memory.photos_per_batch(settings, 64, 64, limit=16) == 5
+    monkeypatch.setattr(memory, "free_bytes", lambda device: None)
+    assert memory.photos_per_batch(settings, 64, 64, limit=16) == 1
 
 
 def test_progress_travels_to_another_process_without_the_image(photo, starry):

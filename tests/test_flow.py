@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.flow import FlowEstimator, inside_frame, reliability_mask, warp, warping_error
+from pipeline.video.flow import FlowEstimator, inside_frame, reliability_mask, warp, warping_error
 
 REPO = Path(__file__).resolve().parents[1]
 SHIFT = 3  # pixels the camera pans right per frame

@@ -7,9 +7,11 @@ import warnings
 import pytest
 import torch
 
-from pipeline import StyleSettings, memory, stylize_image
-from pipeline.stylize import get_stylizer
-from pipeline.device import resolve_device
+from pipeline import StyleSettings, evaluate, stylize_image
+from pipeline.engine import memory
+from pipeline.engine.device import resolve_device
+from pipeline.engine.network import network_for
+from pipeline.engine.stylize import stylize_batch
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -30,13 +32,13 @@ def test_gpu_stylization_lowers_the_style_loss_like_the_cpu(photo, starry):
 
 def test_auto_precision_is_mixed_and_within_five_percent_of_fp32(photo, starry):
     auto = StyleSettings(size=256, iterations=100, device="cuda", tolerance=0)
-    stylizer = get_stylizer(auto)
+    stylizer = network_for(auto)
     assert stylizer.precision.dtype is torch.bfloat16
     assert stylizer.model.layers.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
     full = auto.model_copy(update={"precision": "fp32"})
     mixed = stylize_image(photo, starry, auto)
     fp32 = stylize_image(photo, starry, full)
-    judged = get_stylizer(full).evaluate(mixed.tensor, photo, starry, full)
+    judged = evaluate(mixed.tensor, photo, starry, full)
     assert judged["total"] == pytest.approx(fp32.losses["total"], rel=0.05)
 
 
@@ -60,7 +62,7 @@ def test_adam_steps_do_not_wait_for_the_gpu(photo, starry):
 
 def test_memory_estimate_covers_the_measured_peak(photo, starry):
     settings = StyleSettings(size=512, iterations=5, device="cuda", tolerance=0)
-    stylizer = get_stylizer(settings)
+    stylizer = network_for(settings)
     stylize_image(photo, starry, settings)  # warm caches so the measured step is a steady one
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -75,8 +77,8 @@ def test_memory_estimate_covers_the_measured_peak(photo, starry):
 
 def test_batched_photos_match_single_runs(photo, starry):
     settings = StyleSettings(size=256, iterations=60, device="cuda", tolerance=0, optimizer="adam")
-    stylizer = get_stylizer(settings)
-    batch = stylizer.stylize_batch([photo, photo], starry, settings)
+    stylizer = network_for(settings)
+    batch = stylize_batch([photo, photo], starry, settings)
     single = stylize_image(photo, starry, settings)
     for result in batch:
         assert result.losses["total"] == pytest.approx(single.losses["total"], rel=0.05)

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from pipeline import InputError
-from pipeline.images import as_tensor, fit_long_edge, load_image, resize_long_edge, save_image, to_pil
+from pipeline.engine.tensors import as_tensor, resize_long_edge, to_pil
+from pipeline.media.images import fit_long_edge, load_image, save_image
 
 
 def _raises_naming(path):

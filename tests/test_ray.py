@@ -17,9 +17,12 @@ import pytest
 from PIL import Image
 
 from clips import REPO, pan_frames, write_clip
-from pipeline.decode import frame_count, probe_video, stream_durations
-from pipeline.manifest import load_manifest
-from pipeline.run import RunEvents, prepare, run_planned
+from clips import frame_count, stream_durations
+from pipeline.batch.events import RunEvents
+from pipeline.batch.manifest import load_manifest
+from pipeline.batch.plan import prepare
+from pipeline.batch.runner import run_planned
+from pipeline.media.decode import probe_video
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs Ray: pip install -e '.[ray]'")
 
@@ -200,7 +203,7 @@ def test_backend_ray_without_ray_is_one_line_and_exit_3(tmp_path):
 
 def test_manifest_backend_is_checked(tmp_path):
     inputs = photos(tmp_path / "in", ("chelsea",))
-    from pipeline.manifest import ManifestError
+    from pipeline.batch.manifest import ManifestError
 
     with pytest.raises(ManifestError, match="backend: Input should be 'local' or 'ray'"):
         load_manifest(manifest(tmp_path, inputs, extra="backend: spark\n"))

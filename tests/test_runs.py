@@ -17,10 +17,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cli
-import pipeline.run
-import pipeline.stylize
-from pipeline.manifest import load_manifest
-from pipeline.run import prepare, run_planned
+import pipeline.batch.tasks
+from pipeline.batch.manifest import load_manifest
+from pipeline.batch.plan import prepare
+from pipeline.batch.runner import run_planned
 
 REPO = Path(__file__).resolve().parents[1]
 STARRY = REPO / "samples/styles/starry_night.jpg"
@@ -93,7 +93,7 @@ def test_run_then_rerun_does_no_work_and_a_changed_job_reruns_alone(tmp_path, ph
     def no_work(*args, **kwargs):
         raise AssertionError("a current output was stylized again")
 
-    monkeypatch.setattr(pipeline.stylize.Stylizer, "stylize_batch", no_work)
+    monkeypatch.setattr(pipeline.batch.tasks, "stylize_batch", no_work)
     second = invoke("run", manifest)
     assert second.exit_code == 0, second.output
     assert statuses(report_of(tmp_path)) == {"a": ["skipped"] * 6, "b": ["skipped"] * 2}
@@ -193,16 +193,16 @@ def test_a_live_lock_stops_a_second_run(tmp_path, photos):
 
 
 def test_out_of_memory_retries_with_smaller_tiles_then_fails_alone(tmp_path, photos, monkeypatch):
-    real = pipeline.stylize.Stylizer.stylize_batch
+    real = pipeline.batch.tasks.stylize_batch
     tiles_tried = []
 
-    def tight_memory(self, contents, styles, settings, callback=None):
+    def tight_memory(contents, styles, settings, callback=None):
         tiles_tried.append(settings.tile_size)
         if "coffee" in str(contents[0]) or settings.tile_size > 256:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(self, contents, styles, settings, callback)
+        return real(contents, styles, settings, callback)
 
-    monkeypatch.setattr(pipeline.stylize.Stylizer, "stylize_batch", tight_memory)
+    monkeypatch.setattr(pipeline.batch.tasks, "stylize_batch", tight_memory)
     manifest = tmp_path / "m.yaml"
     manifest.write_text(f"output_dir: out\ndefaults: {{size: 32, iterations: 2, device: cpu}}\n"
                         f"jobs:\n  - name: a\n    input: {photos}\n    style: {STARRY}\n")
@@ -251,13 +251,13 @@ def test_sigkill_then_rerun_finishes_with_nothing_half_written(tmp_path, photos)
 
 def test_same_sized_photos_run_as_one_batch_each_with_its_own_loss(tmp_path, photos, monkeypatch):
     batches = []
-    real = pipeline.stylize.Stylizer.stylize_batch
+    real = pipeline.batch.tasks.stylize_batch
 
-    def spy(self, contents, styles, settings, callback=None):
+    def spy(contents, styles, settings, callback=None):
         batches.append(len(contents))
-        return real(self, contents, styles, settings, callback)
+        return real(contents, styles, settings, callback)
 
-    monkeypatch.setattr(pipeline.stylize.Stylizer, "stylize_batch", spy)
+    monkeypatch.setattr(pipeline.batch.tasks, "stylize_batch", spy)
     outputs = {}
     for batch_size in (1, 3):
         manifest = tmp_path / f"m{batch_size}.yaml"

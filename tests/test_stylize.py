@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import content_at, run, tiny
-from pipeline import InputError, Progress, Style, stylize_image
-from pipeline.images import as_tensor, resize
+from pipeline import InputError, Progress, Style, evaluate, stylize_image
+from pipeline.engine.tensors import as_tensor, resize
 
 
 def _content_score(style_loss, photo, result, style):
@@ -27,7 +27,7 @@ def test_style_loss_falls_by_at_least_half(starry_run, style_loss, photo, starry
     assert after < before / 2, (before, after)  # measured ~82 -> ~5.6
 
 
-def test_result_shape_iterations_and_losses(starry_run, photo, stylizer, starry, settings):
+def test_result_shape_iterations_and_losses(starry_run, photo, starry, settings):
     result = starry_run.result
     assert result.sizes == [(43, 64)]  # 451x300 photo, long edge 64
     height, width = result.sizes[-1]
@@ -46,7 +46,7 @@ def test_result_shape_iterations_and_losses(starry_run, photo, stylizer, starry,
     )
     assert result.losses["content"] > 0  # it moved away from the content
     # The reported losses are those of the returned image.
-    evaluated = stylizer.evaluate(result.tensor, photo, starry, settings)
+    evaluated = evaluate(result.tensor, photo, starry, settings)
     for key in result.losses:
         assert evaluated[key] == pytest.approx(result.losses[key], rel=1e-3, abs=1e-6), key
 
@@ -139,14 +139,14 @@ def test_blend_moves_toward_the_second_style(photo, starry, matisse, starry_run,
     assert style_loss(blend.tensor, starry) > 1.5 * style_loss(alone.tensor, starry)
 
 
-def test_style_weights_are_normalised(photo, starry, matisse, stylizer, settings):
+def test_style_weights_are_normalised(photo, starry, matisse, settings):
     """Weights (2, 2) blend exactly like (1, 1); a single style's weight is irrelevant."""
     image = torch.rand(1, 3, 43, 64, generator=torch.Generator().manual_seed(3))
-    one = stylizer.evaluate(image, photo, [Style(starry, 1), Style(matisse, 1)], settings)
-    two = stylizer.evaluate(image, photo, [(starry, 2.0), (matisse, 2.0)], settings)
+    one = evaluate(image, photo, [Style(starry, 1), Style(matisse, 1)], settings)
+    two = evaluate(image, photo, [(starry, 2.0), (matisse, 2.0)], settings)
     assert one == pytest.approx(two, rel=1e-5)
-    assert stylizer.evaluate(image, photo, Style(starry, 5), settings) == pytest.approx(
-        stylizer.evaluate(image, photo, starry, settings), rel=1e-5
+    assert evaluate(image, photo, Style(starry, 5), settings) == pytest.approx(
+        evaluate(image, photo, starry, settings), rel=1e-5
     )
 
 
@@ -168,10 +168,10 @@ def test_invalid_style_weights_raise_input_error(photo, starry, matisse, styles)
         stylize_image(photo, given, tiny(iterations=1))
 
 
-def test_a_tuple_of_styles_is_a_blend(photo, starry, matisse, stylizer, settings):
+def test_a_tuple_of_styles_is_a_blend(photo, starry, matisse, settings):
     image = torch.rand(1, 3, 43, 64, generator=torch.Generator().manual_seed(3))
-    as_list = stylizer.evaluate(image, photo, [Style(starry), Style(matisse)], settings)
-    as_tuple = stylizer.evaluate(image, photo, (Style(starry), Style(matisse)), settings)
+    as_list = evaluate(image, photo, [Style(starry), Style(matisse)], settings)
+    as_tuple = evaluate(image, photo, (Style(starry), Style(matisse)), settings)
     assert as_tuple == pytest.approx(as_list)
 
 

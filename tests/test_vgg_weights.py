@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from pipeline.errors import EnvironmentProblem, InputError
-from pipeline.vgg import LAYER_NAMES, VGGFeatures
-from pipeline.weights import (
+from pipeline.engine.vgg import VGGFeatures
+from pipeline.vgg19 import LAYER_NAMES
+from pipeline.engine.weights import (
     CAFFE_FILE,
     CaffePreprocess,
     ImageNetPreprocess,
@@ -213,11 +214,11 @@ def test_state_dict_may_declare_its_preprocessing(tmp_path, tv_state, fresh_para
 
 
 def test_state_dict_in_named_layout(tmp_path, tv_state, fresh_params_cache):
-    from pipeline.vgg import conv_names_in_order
+    from pipeline.vgg19 import CONV_NAMES
 
     indices = sorted({int(k.split(".")[1]) for k in tv_state if k.startswith("features.")})
     named = {}
-    for name, i in zip(conv_names_in_order(), indices):
+    for name, i in zip(CONV_NAMES, indices):
         named[f"{name}.weight"] = tv_state[f"features.{i}.weight"]
         named[f"{name}.bias"] = tv_state[f"features.{i}.bias"]
     path = tmp_path / "named.pth"

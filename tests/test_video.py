@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 import cli
 from pipeline.errors import InputError
-from pipeline.decode import frame_count, probe_video, read_frames, stream_durations
+from clips import frame_count, stream_durations
+from pipeline.media.decode import probe_video, read_frames
 from pipeline.settings import StyleSettings, VideoSettings
-from pipeline.video import stylize_video
+from pipeline.video.stylize import stylize_video
 
 from clips import ODD_FPS, REPO, pan_frames, write_clip, write_gif
 
@@ -160,3 +161,26 @@ def test_sigkill_mid_clip_then_rerun_resumes(tmp_path):
     video = json.loads((tmp_path / "out/report.json").read_text())["items"][0]["video"]
     assert video["resumed_from"] >= 3 and video["frames_out"] == 24
     assert frame_count(tmp_path / "out/clips/long__starry_night.mp4") == 24
+
+
+def test_a_clip_started_by_stylize_video_resumes_in_a_manifest_run(tmp_path, pan_clip):
+    """One work-key recipe for every surface: the manifest run picks up the frames that
+    `stylize video` finished into the same output's work folder."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "pan.mp4").write_bytes(pan_clip.read_bytes())
+    output = tmp_path / "out/clips/pan__starry_night.mp4"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_three(progress):
+        if progress.frame == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        stylize_video(folder / "pan.mp4", [STARRY], output, TINY, QUICK, callback=stop_after_three)
+    result = CliRunner().invoke(cli.app, ["run", str(_manifest(tmp_path, folder))])
+    assert result.exit_code == 0, result.output
+    video = json.loads((tmp_path / "out/report.json").read_text())["items"][0]["video"]
+    assert video["resumed_from"] == 3 and video["frames_out"] == 8

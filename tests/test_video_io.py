@@ -1,4 +1,4 @@
-"""Video decoding (pipeline.decode) and encoding (pipeline.encode) on tiny clips
+"""Video decoding (pipeline.media.decode) and encoding (pipeline.media.encode) on tiny clips
 made here with the bundled ffmpeg, plus the real sample clip."""
 
 from __future__ import annotations
@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import encode
-from pipeline.decode import (
-    VideoInfo,
-    frame_count,
-    frame_index,
-    probe_video,
-    rational_fps,
-    read_frames,
-    stream_durations,
-)
-from pipeline.encode import CODECS, VideoEncoder, available_encoders, mux_audio
-from pipeline.environment import ffmpeg_executable
+from clips import frame_count, stream_durations
 from pipeline.errors import InputError, StylizeError
+from pipeline.media import encode
+from pipeline.media.decode import VideoInfo, frame_index, probe_video, rational_fps, read_frames
+from pipeline.media.encode import CODECS, VideoEncoder, available_encoders, mux_audio
+from pipeline.media.ffmpeg import ffmpeg_executable
 
 REAL_CLIP = Path(__file__).resolve().parents[1] / "samples" / "realshort.mp4"
 GIF_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]

@@ -14,9 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import InputError
-from .images import load_image
-from .settings import StyleSettings, VideoSettings
+from ..errors import InputError
+from ..media.images import load_image
+from ..settings import StyleSettings, VideoSettings, validation_problems
 
 OutputFormat = Literal["jpg", "png", "webp"]
 Backend = Literal["local", "ray"]
@@ -142,7 +142,7 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
     try:
         top = _ManifestFile(**data)
     except ValidationError as error:
-        problems += _problems_of(error)  # and go on: the jobs may hold more problems
+        problems += validation_problems(error)  # and go on: the jobs may hold more problems
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     problems += _check_defaults(defaults)
     jobs = []
@@ -191,7 +191,7 @@ def _parse_job(source: Path, index: int, raw: dict, defaults: dict) -> tuple[lis
     try:
         job = Job(**raw)
     except ValidationError as error:
-        return _problems_of(error, where), None
+        return validation_problems(error, where), None
     unknown = sorted(set(job.overrides) - set(StyleSettings.model_fields))
     problems = [f"{where}.{key}: unknown key (not a job key nor a stylization setting)" for key in unknown]
     for key in unknown:
@@ -201,13 +201,13 @@ def _parse_job(source: Path, index: int, raw: dict, defaults: dict) -> tuple[lis
     try:
         settings = StyleSettings(**values)
     except ValidationError as error:
-        problems += _problems_of(error, where)
+        problems += validation_problems(error, where)
         settings = StyleSettings()  # a stand-in, so the job's files can still be checked
     video = VideoSettings()
     try:
         video = VideoSettings(**{**(defaults.get("video") or {}), **(job.video or {})})
     except ValidationError as error:
-        problems += _problems_of(error, f"{where}.video")
+        problems += validation_problems(error, f"{where}.video")
     output = {key: getattr(job, key) or defaults.get(key) for key in OUTPUT_KEYS}
     return problems, JobPlan(index, job, settings, output["format"] or "jpg", output["quality"] or 95, video)
 
@@ -234,8 +234,13 @@ def _check_defaults(defaults: dict) -> list[str]:
     return [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
 
 
+def is_pattern(text: str) -> bool:
+    """Whether a job's input is a glob rather than a file or folder."""
+    return any(char in text for char in "*?[")
+
+
 def _check_input(source: Path, where: str, job: Job) -> list[str]:
-    if any(char in job.input for char in "*?["):
+    if is_pattern(job.input):
         return []  # a glob may match nothing yet; planning reports that
     path = _resolve(source, job.input)
     return [] if path.exists() else [f"{where}.input: {path} does not exist"]
@@ -277,16 +282,3 @@ def _preset_hint(source: Path) -> str:
 def _resolve(source: Path, path: str | Path) -> Path:
     path = Path(path).expanduser()
     return Path(os.path.normpath(path if path.is_absolute() else source.parent / path))
-
-
-def _problems_of(error: ValidationError, prefix: str = "") -> list[str]:
-    problems = []
-    for item in error.errors():
-        location = prefix
-        for part in item["loc"]:
-            location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        problems.append(f"{location}: {message}" if location else message)
-    return problems

@@ -4,11 +4,11 @@ fast it computes: the autocast dtype for the network and the CUDA backend switch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-from .errors import EnvironmentProblem
+from ..errors import EnvironmentProblem
+from ..settings import Precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -40,9 +40,6 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
-
-
-Precision = Literal["auto", "fp32", "mixed", "bf16"]
 
 
 @dataclass(frozen=True)

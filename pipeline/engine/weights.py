@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import EnvironmentProblem, InputError
+from ..errors import EnvironmentProblem, InputError
+from ..vgg19 import CONV_NAMES
 
 CAFFE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -157,9 +158,7 @@ def _load_state_dict(path: Path) -> dict:
 
 def _state_dict_conv_params(state: dict, origin: str) -> ConvParams:
     """Accept torchvision layout (`features.N.weight`) or named layout (`convB_C.weight`)."""
-    from .vgg import conv_names_in_order
-
-    names = conv_names_in_order()
+    names = CONV_NAMES
     tv_keys = sorted(
         # Only 4-D weights are convolutions (a vgg19_bn file also has BatchNorm weights).
         {int(k.split(".")[1]) for k, v in state.items() if k.startswith("features.") and k.endswith(".weight") and v.dim() == 4}

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from .stylize import Stylizer
+from ..settings import StyleSettings
+from .device import resolve_device
+from .network import Network, network_for
 
 CALIBRATION_EDGES = (64, 128)
 MIN_TILE_SIZE = 128
@@ -29,17 +29,17 @@ USABLE_FRACTION = 0.9
 
 
 @functools.lru_cache(maxsize=8)
-def bytes_per_pixel(stylizer: "Stylizer") -> float:
+def bytes_per_pixel(network: Network) -> float:
     """Bytes one optimisation step needs per pixel of one image, on this network at its precision.
     Measured at two sizes, so whatever does not grow with the image (cast weights) drops out."""
-    (small, small_largest), (large, large_largest) = (_kept_bytes(stylizer, edge) for edge in CALIBRATION_EDGES)
+    (small, small_largest), (large, large_largest) = (_kept_bytes(network, edge) for edge in CALIBRATION_EDGES)
     added_pixels = CALIBRATION_EDGES[1] ** 2 - CALIBRATION_EDGES[0] ** 2
     kept = (large - small) / added_pixels
     in_flight = TRANSIENT_ACTIVATIONS * large_largest / CALIBRATION_EDGES[1] ** 2
     return kept + in_flight + IMAGE_COPIES * 3 * 4
 
 
-def _kept_bytes(stylizer: "Stylizer", edge: int) -> tuple[int, int]:
+def _kept_bytes(network: Network, edge: int) -> tuple[int, int]:
     """Bytes autograd keeps for one step's backward pass at edge x edge, and its largest tensor."""
     kept: dict[int, int] = {}
 
@@ -48,16 +48,16 @@ def _kept_bytes(stylizer: "Stylizer", edge: int) -> tuple[int, int]:
         kept[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    image = torch.rand(1, 3, edge, edge, device=stylizer.device, requires_grad=True)
+    image = torch.rand(1, 3, edge, edge, device=network.device, requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        features = stylizer.features(image)
+        features = network.features(image)
         loss = sum(feature.float().square().mean() for feature in features.values())
     loss.backward()
     return sum(kept.values()), max(kept.values())
 
 
-def step_bytes(stylizer: "Stylizer", pixels: int, batch: int = 1) -> int:
-    return FIXED_BYTES + math.ceil(batch * pixels * bytes_per_pixel(stylizer))
+def step_bytes(network: Network, pixels: int, batch: int = 1) -> int:
+    return FIXED_BYTES + math.ceil(batch * pixels * bytes_per_pixel(network))
 
 
 def free_bytes(device: torch.device) -> int | None:
@@ -70,22 +70,32 @@ def free_bytes(device: torch.device) -> int | None:
     return int((free + cached) * USABLE_FRACTION)
 
 
-def fitting_batch(stylizer: "Stylizer", pixels: int, budget: int, limit: int) -> int:
+def fitting_batch(network: Network, pixels: int, budget: int, limit: int) -> int:
     """Images of `pixels` each that one step can optimise together within `budget` bytes (at least 1)."""
-    room = (budget - FIXED_BYTES) / (pixels * bytes_per_pixel(stylizer))
+    room = (budget - FIXED_BYTES) / (pixels * bytes_per_pixel(network))
     return max(1, min(limit, int(room)))
 
 
-def largest_edge(stylizer: "Stylizer", budget: int, batch: int = 1) -> int:
+def largest_edge(network: Network, budget: int, batch: int = 1) -> int:
     """The longest edge of a square image that fits one step within `budget` bytes (0 if none)."""
-    pixels = (budget - FIXED_BYTES) / (batch * bytes_per_pixel(stylizer))
+    pixels = (budget - FIXED_BYTES) / (batch * bytes_per_pixel(network))
     return int(math.isqrt(int(pixels))) if pixels > 0 else 0
 
 
-def fitting_tile_size(stylizer: "Stylizer", tile_size: int, batch: int) -> int:
+def fitting_tile_size(network: Network, tile_size: int, batch: int) -> int:
     """`tile_size`, lowered to what fits the device's free memory when it would not
     (to MIN_TILE_SIZE at least: below it the out-of-memory fallback takes over)."""
-    budget = free_bytes(stylizer.device)
+    budget = free_bytes(network.device)
     if budget is None:
         return tile_size
-    return max(MIN_TILE_SIZE, min(tile_size, largest_edge(stylizer, budget, batch)))
+    return max(MIN_TILE_SIZE, min(tile_size, largest_edge(network, budget, batch)))
+
+
+def photos_per_batch(settings: StyleSettings, height: int, width: int, limit: int) -> int:
+    """Photos of this working size that one step can optimise together in free GPU memory
+    (1 off CUDA), from the network's measured bytes per pixel."""
+    budget = free_bytes(resolve_device(settings.device))
+    if budget is None:
+        return 1
+    pixels = min(height, settings.tile_size) * min(width, settings.tile_size)
+    return fitting_batch(network_for(settings), pixels, budget, limit)

@@ -65,7 +65,27 @@ def match_color_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.T
     return matched.reshape(style.shape).to(style.dtype).clamp(0, 1)
 
 
-def chroma_stats(rgb: torch.Tensor) -> torch.Tensor:
-    """Mean and std of the I and Q channels: what colour preservation should keep."""
-    iq = rgb_to_yiq(rgb)[:, 1:].reshape(2, -1)
-    return torch.cat([iq.mean(dim=1), iq.std(dim=1)])
+class ColorPreservation:
+    """Every place a colour mode changes the work: what VGG sees (luminance: grey images),
+    the style's colours (recoloured after the content), and the result's (the content's chroma back)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    @property
+    def follows_content(self) -> bool:
+        """Whether the style target depends on the content it is used with."""
+        return self.mode != "none"
+
+    def working(self, image: torch.Tensor) -> torch.Tensor:
+        return luminance_image(image) if self.mode == "luminance" else image
+
+    def style(self, style: torch.Tensor, working_content: torch.Tensor) -> torch.Tensor:
+        if self.mode == "histogram":
+            return match_color_histogram(style, working_content)
+        if self.mode == "luminance":
+            return match_luminance(luminance_image(style), working_content)
+        return style
+
+    def restore(self, image: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        return with_content_chroma(image, content) if self.mode == "luminance" else image

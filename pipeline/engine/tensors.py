@@ -1,4 +1,4 @@
-"""Reading, converting, resizing and atomically writing still images."""
+"""Images as tensors: every accepted image form to [1, 3, H, W] in [0, 1], back to PIL, and resizing."""
 
 from __future__ import annotations
 
@@ -7,29 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from .files import atomic_write, require_file
-from .errors import InputError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+from ..errors import InputError
+from ..media.images import fit_long_edge, load_image
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """Decode fully (so truncated files fail here), honour EXIF orientation, return RGB."""
-    path = require_file(path, "an image file")
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-            return image.convert("RGB")
-    except UnidentifiedImageError:
-        raise InputError("not a readable image (unsupported format or not an image)", path) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(f"corrupt or truncated image ({error})", path) from None
 
 
 def as_tensor(image: ImageLike) -> torch.Tensor:
@@ -56,11 +39,6 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
 
 
-def fit_long_edge(height: int, width: int, long_edge: int) -> tuple[int, int]:
-    scale = long_edge / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(tensor.shape[-2:]) == tuple(size):
         return tensor
@@ -71,13 +49,3 @@ def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def resize_long_edge(tensor: torch.Tensor, long_edge: int) -> torch.Tensor:
     return resize(tensor, fit_long_edge(tensor.shape[-2], tensor.shape[-1], long_edge))
-
-
-def save_image(image: Image.Image, path: str | Path, quality: int = 95) -> Path:
-    """Write atomically in the format the suffix names."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _PIL_FORMATS:
-        raise InputError(f"unsupported output format {suffix or '(none)'}: use one of {', '.join(IMAGE_SUFFIXES)}", path)
-    options = {"quality": quality} if _PIL_FORMATS[suffix] in ("JPEG", "WEBP") else {}
-    return atomic_write(path, lambda stream: image.save(stream, format=_PIL_FORMATS[suffix], **options))

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .files import write_json
+from ..media.files import write_json
+from .plan import PlanItem
 
 REPORT_NAME = "report.json"
+
+
+def timestamp() -> str:
+    """Local time with its offset, as every record of a run states it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 @dataclass
@@ -27,12 +34,29 @@ class ItemRecord:
     attempts: int = 1  # runs started for it this time: more than 1 when a cluster worker died under it (0: skipped)
     retries: list[str] = field(default_factory=list)  # why each earlier attempt was lost
 
+    @classmethod
+    def of(cls, item: PlanItem, status: str, seconds: float = 0.0, **details) -> "ItemRecord":
+        return cls(job=item.job, input=str(item.content), style=item.style_label, output=str(item.output),
+                   status=status, seconds=round(seconds, 3), **details)
+
+    @classmethod
+    def skipped(cls, item: PlanItem) -> "ItemRecord":
+        """An item whose output is current, with what its sidecar says of the run that made it."""
+        record = cls.of(item, "skipped", attempts=0)
+        try:
+            sidecar = json.loads(Path(item.sidecar).read_text())
+            record.iterations, record.losses, record.device = sidecar["iterations"], sidecar["losses"], sidecar["device"]
+            record.video = sidecar.get("video")
+        except (OSError, ValueError, KeyError):
+            pass
+        return record
+
 
 @dataclass
 class RunReport:
     manifest: str
     output_dir: Path
-    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    started: str = field(default_factory=timestamp)
     items: list[ItemRecord] = field(default_factory=list)
     finished: str | None = None
 
@@ -49,7 +73,7 @@ class RunReport:
         return [r for r in self.items if r.status == "failed"]
 
     def finish(self) -> None:
-        self.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.finished = timestamp()
         self.write()
 
     def write(self) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
-from .errors import EnvironmentProblem
+from ..errors import EnvironmentProblem
+from .report import timestamp
 
 LOCK_NAME = ".stylize.lock"
 
@@ -20,7 +20,7 @@ class OutputLock:
 
     def __enter__(self) -> "OutputLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": timestamp()}
         for _ in range(2):
             try:
                 with open(self.path, "x") as stream:

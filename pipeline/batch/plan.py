@@ -10,17 +10,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .files import file_digest
-from .images import IMAGE_SUFFIXES
-from .manifest import JobPlan, Manifest
-from .decode import VIDEO_SUFFIXES
-from .settings import StyleSettings, VideoSettings
-from .stylize import Style
-from .weights import resolve_weights
+from ..errors import InputError
+from ..media.decode import VIDEO_SUFFIXES, probe_video
+from ..media.files import file_digest
+from ..media.images import IMAGE_SUFFIXES, load_image
+from ..settings import Style, StyleSettings, VideoSettings
+from .manifest import JobPlan, Manifest, ManifestError, check_style_files, is_pattern, parse_manifest
 
 KEY_VERSION = 1
-
 
 VIDEO_CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "prores": ".mov"}
 
@@ -42,6 +39,10 @@ class PlanItem:
     @property
     def sidecar(self) -> Path:
         return self.output.with_name(self.output.name + ".json")
+
+    @property
+    def style_label(self) -> str:
+        return style_label(self.styles)
 
     def key(self) -> str:
         """Changes whenever the content, a style, a setting or the weights change."""
@@ -66,6 +67,27 @@ class PlanItem:
             return False
 
 
+@dataclass(frozen=True)
+class PlannedItem:
+    """An item with its key, and whether its output is already current."""
+
+    item: PlanItem
+    key: str
+    done: bool
+
+
+def prepare(manifest: Manifest, only: list[str] | None = None, force: bool = False) -> list[PlannedItem]:
+    """Plan the items and mark those whose output is current (never, with force)."""
+    problems = check_style_files(manifest)
+    if problems:
+        raise ManifestError(manifest.source, problems)
+    planned = []
+    for item in plan(manifest, only):
+        key = item.key()
+        planned.append(PlannedItem(item, key, done=not force and item.is_done(key)))
+    return planned
+
+
 def plan(manifest: Manifest, only: list[str] | None = None) -> list[PlanItem]:
     jobs = [manifest.job(name) for name in only] if only else manifest.jobs
     items = []
@@ -84,7 +106,7 @@ def plan(manifest: Manifest, only: list[str] | None = None) -> list[PlanItem]:
 def expand_input(manifest: Manifest, job_plan: JobPlan) -> list[tuple[Path, Path]]:
     """Content files of a job with their paths relative to the input folder."""
     job, where = job_plan.job, f"jobs[{job_plan.index}].input"
-    if any(char in job.input for char in "*?["):
+    if is_pattern(job.input):
         pattern = str(manifest.resolve(job.input))
         prefix = pattern[: min((i for i, char in enumerate(pattern) if char in "*?["))]
         base = Path(prefix) if prefix.endswith(os.sep) else Path(prefix).parent
@@ -105,31 +127,13 @@ def style_label(styles: tuple[Style, ...]) -> str:
     return "+".join(Path(style.image).stem for style in styles)
 
 
-def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles, video: VideoSettings | None) -> Path:
-    folder = manifest.output_dir / job_plan.job.name / relative.parent
-    suffix = VIDEO_CONTAINERS[video.codec] if video else f".{job_plan.format}"
-    return folder / f"{relative.stem}__{style_label(styles)}{suffix}"
-
-
-def _weights_identity(spec: str) -> str:
-    source = resolve_weights(spec) if spec != "torchvision" else None
-    if source is None:
-        return "torchvision:IMAGENET1K_V1"
-    path = Path(source.file)
-    return f"{source.name}:{path.name}:{path.stat().st_size}"
-
-
 def validate_manifest(path: str | Path) -> list[str]:
     """Every problem a run would meet, without running: schema, settings, presets,
     style files, and every content file found decoding."""
-    from .decode import probe_video
-    from .images import load_image
-    from .manifest import check_style_files, parse_manifest
-
     manifest, found = parse_manifest(path)
     problems = [f"{manifest.source}: {p}" for p in found + check_style_files(manifest)]
     for job_plan in manifest.jobs:
-        if not manifest.resolve(job_plan.job.input).exists() and not any(c in job_plan.job.input for c in "*?["):
+        if not is_pattern(job_plan.job.input) and not manifest.resolve(job_plan.job.input).exists():
             continue  # already reported
         try:
             contents = expand_input(manifest, job_plan)
@@ -142,3 +146,20 @@ def validate_manifest(path: str | Path) -> list[str]:
             except InputError as error:
                 problems.append(f"{manifest.source}: jobs[{job_plan.index}].input: {error}")
     return problems
+
+
+def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles, video: VideoSettings | None) -> Path:
+    folder = manifest.output_dir / job_plan.job.name / relative.parent
+    suffix = VIDEO_CONTAINERS[video.codec] if video else f".{job_plan.format}"
+    return folder / f"{relative.stem}__{style_label(styles)}{suffix}"
+
+
+def _weights_identity(spec: str) -> str:
+    if spec == "torchvision":
+        return "torchvision:IMAGENET1K_V1"
+    # Imported here, not above: keys are made for runs, and validating a manifest must not load torch.
+    from ..engine.weights import resolve_weights
+
+    source = resolve_weights(spec)
+    path = Path(source.file)
+    return f"{source.name}:{path.name}:{path.stat().st_size}"

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from .errors import InputError
+from ..errors import InputError
 
 PARTIAL = ".partial"  # marks temporary files; a run removes leftovers of killed runs
 

@@ -1,4 +1,4 @@
-"""VGG19 feature extractor built from a table, truncated after the deepest tap."""
+"""VGG19 feature extractor built from its layer table (`pipeline.vgg19`), truncated after the deepest tap."""
 
 from __future__ import annotations
 
@@ -8,43 +8,12 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
+from ..vgg19 import LAYER_NAMES, check_layers
 from .device import NetworkPrecision
-from .errors import InputError
 from .weights import WeightsSource
 
-# Output channels of each conv, block by block: torchvision's configuration "E".
-VGG19_BLOCKS: tuple[tuple[int, ...], ...] = (
-    (64, 64),
-    (128, 128),
-    (256, 256, 256, 256),
-    (512, 512, 512, 512),
-    (512, 512, 512, 512),
-)
-
 Pooling = Literal["max", "avg"]
-
-
-def layer_names() -> list[str]:
-    """conv1_1, relu1_1, conv1_2, relu1_2, pool1, conv2_1, ... pool5."""
-    names = []
-    for block, widths in enumerate(VGG19_BLOCKS, start=1):
-        for conv in range(1, len(widths) + 1):
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-        names.append(f"pool{block}")
-    return names
-
-
-LAYER_NAMES: tuple[str, ...] = tuple(layer_names())
-
-
-def conv_names_in_order() -> list[str]:
-    return [n for n in LAYER_NAMES if n.startswith("conv")]
-
-
-def check_layers(layers: Sequence[str], setting: str) -> None:
-    unknown = [name for name in layers if name not in LAYER_NAMES]
-    if unknown:
-        raise ValueError(f"{setting}: unknown VGG19 layer {unknown[0]!r}; use names like relu4_2 or conv5_1")
 
 
 class VGGFeatures(nn.Module):

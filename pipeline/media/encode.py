@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import queue
-import re
 import subprocess
 import tempfile
 import threading
@@ -21,9 +20,10 @@ from typing import IO
 
 import numpy as np
 
-from . import decode
+from ..errors import EnvironmentProblem, InputError, StylizeError
+from .decode import audio_codec
+from .ffmpeg import ffmpeg_executable, first_error_line, run_ffmpeg
 from .files import partial_path, publish, require_file
-from .errors import EnvironmentProblem, InputError, StylizeError
 
 CODECS = ("h264", "h265", "vp9", "prores")
 
@@ -52,7 +52,6 @@ _BT709_TAGS = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace"
 _QUEUE_FRAMES = 4  # frames in flight between write() and ffmpeg: small, frames can be large
 _STDERR_HEAD = 4000
 _MUX_TIMEOUT_S = 3600  # streams are copied (audio at most re-encoded): minutes even for hours of video
-_LOG_PREFIX = re.compile(r"^(\[[^\]]* @ 0x[0-9a-f]+\]\s*)+")  # "[libx264 @ 0x55d3...] "
 
 
 @dataclass
@@ -134,7 +133,7 @@ class VideoEncoder:
             publish(self._temporary, self.output)
         finally:
             self._discard()  # after a success only the stderr file is left to clean up
-        kept = self._audio_wanted and decode.audio_codec(self.output) is not None
+        kept = self._audio_wanted and audio_codec(self.output) is not None
         return EncodeResult(self.output, self.frames, kept)
 
     def abort(self) -> None:
@@ -173,16 +172,11 @@ class VideoEncoder:
             raise StylizeError(f"{self.output}: encoding failed: {reason}")
 
     def _failure(self) -> str:
-        """ffmpeg's first error line: ffmpeg 7+ follows the cause with a cascade of
-        "Task finished with error" lines, and -loglevel error keeps warnings out."""
+        """ffmpeg's first error line (-loglevel error keeps warnings out)."""
         self._process.wait()
         self._stderr.seek(0)
-        text = self._stderr.read(_STDERR_HEAD).decode("utf-8", "replace")
-        lines = [_LOG_PREFIX.sub("", line).strip() for line in text.splitlines()]
-        lines = [line for line in lines if line]
-        if lines:
-            return lines[0]
-        return f"ffmpeg exited with status {self._process.returncode}" if self._process.returncode else str(self._error)
+        fallback = f"ffmpeg exited with status {self._process.returncode}" if self._process.returncode else str(self._error)
+        return first_error_line(self._stderr.read(_STDERR_HEAD), fallback)
 
     def _discard(self) -> None:
         self._temporary.unlink(missing_ok=True)
@@ -206,25 +200,21 @@ def mux_audio(video: Path, audio_from: Path | None, output: Path, audio_start: f
         os.replace(video, output)
         return False
     temporary = partial_path(output)
-    command = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(video.resolve()),
-               *_audio_input(audio), "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", "-c:a", *audio.codec,
-               *_container_options(output), temporary]
+    arguments = ["-loglevel", "error", "-y", "-i", str(video.resolve()), *_audio_input(audio), "-map", "0:v:0",
+                 "-map", "1:a:0?", "-c:v", "copy", "-c:a", *audio.codec, *_container_options(output), str(temporary)]
     try:
         try:
-            result = subprocess.run(command, capture_output=True, timeout=_MUX_TIMEOUT_S)
-        except OSError as error:
-            raise EnvironmentProblem(f"cannot run ffmpeg ({command[0]}): {error}") from None
+            result = run_ffmpeg(arguments, _MUX_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise StylizeError(f"{output}: adding the audio took over {_MUX_TIMEOUT_S} s; ffmpeg was stopped") from None
         if result.returncode != 0:
-            lines = [_LOG_PREFIX.sub("", line).strip() for line in result.stderr.decode("utf-8", "replace").splitlines()]
-            reason = next((line for line in lines if line), f"ffmpeg exited with status {result.returncode}")
+            reason = first_error_line(result.stderr, f"ffmpeg exited with status {result.returncode}")
             raise StylizeError(f"{output}: adding the audio failed: {reason}")
         publish(temporary, output)
     finally:
         temporary.unlink(missing_ok=True)
     video.unlink()
-    return decode.audio_codec(output) is not None
+    return audio_codec(output) is not None
 
 
 @dataclass(frozen=True)
@@ -263,7 +253,7 @@ def _plan_audio(suffix: str, source: Path | None, start: float, duration: float 
         return None
     if start < 0 or (duration is not None and duration <= 0):
         raise InputError(f"invalid audio range start={start} duration={duration}", source)
-    codec = decode.audio_codec(source)
+    codec = audio_codec(source)
     if codec is None:
         return None
     # Copying cuts only at packet boundaries (~21 ms for AAC): fine at the end,
@@ -286,7 +276,7 @@ def _audio_input(audio: _Audio) -> list[str]:
 def _command(output: Path, width: int, height: int, fps: Fraction, codec: str, crf: int,
              audio: _Audio | None) -> list[str]:
     """The ffmpeg command line, less the output file."""
-    command = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
                "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "-"]
     if audio is not None:
@@ -313,8 +303,8 @@ def _container_options(output: Path) -> list[str]:
 def available_encoders() -> frozenset[str]:
     """Encoder names the bundled ffmpeg was built with."""
     try:
-        result = subprocess.run([_ffmpeg(), "-hide_banner", "-encoders"], capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as error:
+        result = run_ffmpeg(["-encoders"], timeout=60)
+    except (EnvironmentProblem, subprocess.SubprocessError) as error:
         raise EnvironmentProblem(f"cannot run ffmpeg to list its encoders: {error}") from None
     names = set()
     for line in result.stdout.decode("utf-8", "replace").splitlines():
@@ -328,10 +318,3 @@ def _require_encoder(encoder: str, wanted: str) -> None:
     if encoder not in available_encoders():
         raise EnvironmentProblem(f"the bundled ffmpeg has no {encoder} encoder, needed for {wanted}; "
                                  f"choose another codec or install an imageio-ffmpeg build with it")
-
-
-def _ffmpeg() -> str:
-    from .environment import ffmpeg_executable  # imported late: environment pulls in torch
-
-    return ffmpeg_executable()
-

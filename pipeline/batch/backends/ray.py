@@ -19,9 +19,11 @@ from typing import Iterator
 
 import torch
 
-from .errors import EnvironmentProblem, StylizeError
-from .report import ItemRecord
-from .run import PlannedItem, RunEvents, _describe, clip_of, failed_record, finish_clip, run_item, run_segment
+from ...errors import EnvironmentProblem, describe_error
+from ..events import RunEvents
+from ..plan import PlannedItem
+from ..report import ItemRecord
+from ..tasks import Task, execute, work_units
 
 MAX_ATTEMPTS = 3  # runs of one task before a dying worker counts as the item's failure
 CPUS_PER_WORKER = 2  # on a cluster without GPUs: one worker per this many CPUs
@@ -67,8 +69,8 @@ def _connect(ray, address: str | None) -> bool:
 
 
 class _Worker:
-    """A Ray actor: one process, one device, models and style Grams cached across items
-    (get_stylizer is cached per process). Its methods run the local backend's code."""
+    """A Ray actor: one process, one device, networks and style Grams cached across tasks
+    (network_for is cached per process). It runs tasks exactly as the local backend does."""
 
     def __init__(self, threads: int, progress, name: str):
         torch.set_num_threads(threads)
@@ -77,14 +79,8 @@ class _Worker:
     def ready(self) -> tuple[str, int]:
         return socket.gethostname(), os.getpid()
 
-    def run_item(self, planned: PlannedItem) -> ItemRecord:
-        return run_item(planned, self.events)
-
-    def run_segment(self, planned: PlannedItem, number: int) -> str | None:
-        return run_segment(planned, number, self.events)
-
-    def finish_clip(self, planned: PlannedItem) -> ItemRecord:
-        return finish_clip(planned)
+    def execute(self, task: Task) -> list[ItemRecord]:
+        return execute(task, self.events)
 
 
 class _ForwardedEvents(RunEvents):
@@ -120,26 +116,25 @@ class _ForwardedEvents(RunEvents):
 
 @dataclass
 class _Item:
-    planned: PlannedItem
+    """One item and its tasks: a photo, or a clip's segments and then its join."""
+
+    tasks: list[Task]
     position: int
-    segments: int = 1
     segments_done: int = 0
     started: bool = False
     finished: bool = False
     retries: list[str] = field(default_factory=list)
 
+    @property
+    def planned(self) -> PlannedItem:
+        return self.tasks[0].items[0]
+
 
 @dataclass
-class _Task:
+class _Attempt:
     item: _Item
-    kind: str  # run_item, run_segment or finish_clip
-    segment: int | None = None
+    task: Task
     attempts: int = 0
-
-    @property
-    def label(self) -> str:
-        name = self.item.planned.item.content.name
-        return f"{name} segment {self.segment + 1}/{self.item.segments}" if self.kind == "run_segment" else name
 
 
 @dataclass
@@ -150,7 +145,7 @@ class _Slot:
     actor: object
     ready_ref: object
     ready: bool = False
-    task: _Task | None = None
+    task: _Attempt | None = None
     since: float = field(default_factory=time.monotonic)
 
 
@@ -161,9 +156,10 @@ class _Driver:
         self.ray, self.events = ray, events
         self.lost = tuple(getattr(ray.exceptions, name) for name in (
             "RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError", "LocalRayletDiedError"))
-        self.items = [_Item(p, position) for position, p in enumerate(todo, start=1)]
+        self.items = [_Item(unit, position) for position, unit in enumerate(work_units(todo, batch_size=1), start=1)]
         self.total = len(todo)
-        self.queue: deque[_Task] = deque(task for item in self.items for task in self._tasks(item))
+        # A clip's join waits until all its segments are done; everything else can start at once.
+        self.queue: deque[_Attempt] = deque(_Attempt(item, task) for item in self.items for task in item.tasks if task.kind != "join")
         self.progress = Queue(maxsize=1000, actor_options={"num_cpus": 0})
         count, self.options, self.threads = _worker_shape(ray.cluster_resources(), workers)
         self.actor_class = ray.remote(_Worker)
@@ -214,30 +210,18 @@ class _Driver:
 
     # -- tasks
 
-    def _tasks(self, item: _Item) -> list[_Task]:
-        if item.planned.item.is_video:
-            try:
-                item.segments = len(clip_of(item.planned).segments)
-            except Exception:  # noqa: BLE001 - an unreadable clip fails on a worker, with its reason, like locally
-                item.segments = 1
-        if item.segments == 1:
-            return [_Task(item, "run_item")]
-        return [_Task(item, "run_segment", number) for number in range(item.segments)]
-
     def _dispatch(self) -> None:
         for slot in self.slots:
             while slot.ready and slot.task is None and self.queue:
-                task = self.queue.popleft()
-                if task.item.finished:
+                attempt = self.queue.popleft()
+                if attempt.item.finished:
                     continue  # another segment of its clip has failed
-                if not task.item.started:
-                    task.item.started = True
-                    self.events.item_started(task.item.position, self.total, task.item.planned.item)
-                task.attempts += 1
-                method = getattr(slot.actor, task.kind)
-                args = (task.item.planned,) if task.segment is None else (task.item.planned, task.segment)
-                slot.task, slot.since = task, time.monotonic()
-                self.running[method.remote(*args)] = slot
+                if not attempt.item.started:
+                    attempt.item.started = True
+                    self.events.item_started(attempt.item.position, self.total, attempt.item.planned.item)
+                attempt.attempts += 1
+                slot.task, slot.since = attempt, time.monotonic()
+                self.running[slot.actor.execute.remote(attempt.task)] = slot
 
     def _collect(self, ref) -> Iterator[ItemRecord]:
         slot = self.running.pop(ref, None)
@@ -250,40 +234,40 @@ class _Driver:
                 self._replace(slot)
                 self.events.note(f"a Ray worker failed to start ({_reason(error)}); starting another")
             return
-        task, slot.task = slot.task, None
+        attempt, slot.task = slot.task, None
         try:
-            value = self.ray.get(ref)
+            records = self.ray.get(ref)
         except self.lost as error:
             self._replace(slot)
-            yield from self._retry(task, _reason(error))
+            yield from self._retry(attempt, _reason(error))
             return
         except self.ray.exceptions.RayTaskError as error:
             cause = error.cause if error.cause is not None else error
-            if isinstance(cause, StylizeError):
+            if isinstance(cause, EnvironmentProblem):
                 raise cause from None  # the machine, not the item (as locally): no GPU, no ffmpeg
-            value = failed_record(task.item.planned.item, _describe(cause)) if task.kind != "run_segment" else _describe(cause)
-        yield from self._finished(task, value)
+            records = [ItemRecord.of(attempt.item.planned.item, "failed", error=describe_error(cause))]
+        yield from self._finished(attempt, records)
 
-    def _retry(self, task: _Task, reason: str) -> Iterator[ItemRecord]:
-        item = task.item
-        item.retries.append(f"{task.label}: worker lost ({reason})")
-        if task.attempts >= MAX_ATTEMPTS:
-            record = failed_record(item.planned.item, f"worker lost {task.attempts} times on {task.label}; last: {reason}")
+    def _retry(self, attempt: _Attempt, reason: str) -> Iterator[ItemRecord]:
+        item, label = attempt.item, attempt.task.label
+        item.retries.append(f"{label}: worker lost ({reason})")
+        if attempt.attempts >= MAX_ATTEMPTS:
+            record = ItemRecord.of(item.planned.item, "failed", error=f"worker lost {attempt.attempts} times on {label}; last: {reason}")
             yield from self._finish(item, record)
             return
-        self.events.note(f"worker lost on {task.label} ({reason}); retrying on another (attempt {task.attempts + 1}/{MAX_ATTEMPTS})")
-        self.queue.appendleft(task)
+        self.events.note(f"worker lost on {label} ({reason}); retrying on another (attempt {attempt.attempts + 1}/{MAX_ATTEMPTS})")
+        self.queue.appendleft(attempt)
 
-    def _finished(self, task: _Task, value) -> Iterator[ItemRecord]:
-        item = task.item
-        if task.kind != "run_segment":
-            yield from self._finish(item, value)
-        elif value is not None:  # the segment's own error: the clip fails, its other segments are dropped
-            yield from self._finish(item, failed_record(item.planned.item, f"segment {task.segment + 1}/{item.segments}: {value}"))
-        else:
-            item.segments_done += 1
-            if item.segments_done == item.segments:
-                self.queue.appendleft(_Task(item, "finish_clip"))
+    def _finished(self, attempt: _Attempt, records: list[ItemRecord]) -> Iterator[ItemRecord]:
+        """A photo's or a join's record, or a segment's failure, finishes the item; a
+        segment that succeeded brings its clip's join nearer."""
+        item = attempt.item
+        if records:
+            yield from self._finish(item, records[0])
+            return
+        item.segments_done += 1
+        if item.segments_done == attempt.task.segments:
+            self.queue.appendleft(_Attempt(item, item.tasks[-1]))
 
     def _finish(self, item: _Item, record: ItemRecord) -> Iterator[ItemRecord]:
         if item.finished:

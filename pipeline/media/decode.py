@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .errors import EnvironmentProblem, InputError
+from ..errors import InputError
+from .ffmpeg import run_ffmpeg
 from .files import require_file
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v")
@@ -89,36 +89,10 @@ def read_frames(
     return _decode(capture, path, first, stop, skip)
 
 
-def frame_count(path: str | Path) -> int:
-    """How many frames actually decode (the header's count can be wrong)."""
-    capture = _open(_existing_file(path))
-    try:
-        count = 0
-        while _grab(capture):
-            count += 1
-        return count
-    finally:
-        capture.release()
-
-
 def audio_codec(path: str | Path) -> str | None:
     """The first audio stream's codec name ("aac", "opus", ...), None without audio.
     Works for audio-only files too, which OpenCV cannot open."""
     return _audio_codec_in(_ffmpeg_header(_existing_file(path)))
-
-
-def stream_durations(path: str | Path) -> tuple[float | None, float | None]:
-    """(video, audio) durations in seconds, each None when the stream is absent.
-
-    Both streams are decoded (to nothing): copied packets would be misleading,
-    since with B-frames the last packet is not the last frame shown, and audio
-    priming and padding (trimmed by the container's edit list) only disappear
-    after decoding."""
-    path = _existing_file(path)
-    durations = _end_time(path, "0:v:0"), _end_time(path, "0:a:0")
-    if durations == (None, None):
-        raise InputError("no video or audio stream could be decoded (damaged file or not a video)", path)
-    return durations
 
 
 def frame_index(seconds: float, fps: Fraction) -> int:
@@ -229,23 +203,9 @@ def _gif_delays(path: Path) -> list[int]:
         raise InputError(f"not a readable GIF ({error})", path) from None
 
 
-def _ffmpeg() -> str:
-    from .environment import ffmpeg_executable  # imported late: environment pulls in torch
-
-    return ffmpeg_executable()
-
-
-def _run_ffmpeg(arguments: list[str]) -> subprocess.CompletedProcess:
-    command = [_ffmpeg(), "-hide_banner", "-nostdin", *arguments]
-    try:
-        return subprocess.run(command, capture_output=True, timeout=_FFMPEG_TIMEOUT_S)
-    except OSError as error:
-        raise EnvironmentProblem(f"cannot run ffmpeg ({command[0]}): {error}") from None
-
-
 def _ffmpeg_header(path: Path) -> str:
     # With no output ffmpeg prints the input's description and exits non-zero: expected.
-    return _run_ffmpeg(["-i", str(path.resolve())]).stderr.decode("utf-8", "replace")
+    return run_ffmpeg(["-i", str(path.resolve())], _FFMPEG_TIMEOUT_S).stderr.decode("utf-8", "replace")
 
 
 def _audio_codec_in(header: str) -> str | None:
@@ -259,13 +219,3 @@ def _duration_in(header: str) -> float | None:
         return None
     hours, minutes, seconds = match.groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def _end_time(path: Path, stream: str) -> float | None:
-    """Where one stream ends, from ffmpeg's progress report (microseconds)."""
-    arguments = ["-i", str(path.resolve()), "-map", stream, "-progress", "pipe:1", "-nostats", "-f", "null", "-"]
-    result = _run_ffmpeg(["-loglevel", "error", *arguments])
-    times = re.findall(r"^out_time_us=(\d+)\s*$", result.stdout.decode("utf-8", "replace"), re.MULTILINE)
-    if result.returncode != 0 or not times:
-        return None  # no such stream
-    return int(times[-1]) / 1e6

@@ -1,0 +1,1 @@
+"""Nightly runs: manifest, plan, tasks, the runner and its backends, and the report."""

@@ -1,0 +1,1 @@
+"""Where a run's tasks execute: this process (local) or a Ray cluster (ray)."""

@@ -1,0 +1,94 @@
+"""Running a manifest: the one library call the CLI, the studio and the benchmark make.
+
+    1. load_manifest  check everything before any work, every problem with its location
+    2. prepare        plan the items, marking those whose output is current
+    3. run_planned    lock the output folder, clean up what killed runs left, run the rest
+                      here or on a Ray cluster, and write report.json after every item
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..media.files import remove_partials
+from .backends.local import run_local
+from .events import RunEvents
+from .lock import OutputLock
+from .manifest import Manifest, load_manifest
+from .plan import PlannedItem, prepare
+from .report import ItemRecord, RunReport
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class RunOutcome:
+    manifest: Manifest
+    planned: list[PlannedItem]
+    report: RunReport | None  # None after a dry run
+
+
+def run_manifest(
+    path: str | Path,
+    events: RunEvents | None = None,
+    *,
+    only: list[str] | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    workers: int | None = None,
+) -> RunOutcome:
+    """Everything a manifest lists that is not current yet (with `force`, everything)."""
+    events = events or RunEvents()
+    manifest = load_manifest(path)
+    planned = prepare(manifest, only, force)
+    events.planned(planned)
+    if dry_run:
+        return RunOutcome(manifest, planned, None)
+    report = run_planned(manifest, planned, events, batch_size, backend, ray_address, workers)
+    return RunOutcome(manifest, planned, report)
+
+
+def run_planned(
+    manifest: Manifest,
+    planned: list[PlannedItem],
+    events: RunEvents | None = None,
+    batch_size: int | None = None,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    workers: int | None = None,
+) -> RunReport:
+    """Run what is not done, here (backend local) or on a Ray cluster (backend ray; the
+    manifest's `backend:` unless given). Either way this process holds the lock, cleans up,
+    writes the report and tells `events`. batch_size None: as many same-sized photos per
+    batch as GPU memory allows (local only)."""
+    events = events or RunEvents()
+    backend = backend or manifest.backend
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}", manifest.source)
+    todo = [p for p in planned if not p.done]
+    if backend == "ray" and todo:
+        from .backends.ray import require_ray, run_on_ray  # Ray is optional: imported only when chosen
+
+        require_ray()  # before the lock: a missing extra is an error, not a run
+    report = RunReport(str(manifest.source), manifest.output_dir)
+    with OutputLock(manifest.output_dir) as lock:
+        if lock.took_over:
+            events.note(f"took over the lock of a run that is gone (pid {lock.took_over.get('pid')})")
+        remove_partials(manifest.output_dir)  # safe: we hold the lock, nobody else writes here
+        for planned_item in planned:
+            if planned_item.done:
+                report.add(ItemRecord.skipped(planned_item.item))
+        if backend == "ray" and todo:
+            records = run_on_ray(todo, events, ray_address or manifest.ray_address, workers)
+        else:
+            records = run_local(todo, events, batch_size)
+        for record in records:
+            report.add(record)
+            events.item_finished(record)
+        report.finish()
+    return report

@@ -1,0 +1,1 @@
+"""Clips: segments, the flow-warped frame chain, work folders, and the join."""

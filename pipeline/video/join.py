@@ -1,0 +1,181 @@
+"""Joining a clip: its segments' finished frames in order, each later segment cross-faded
+in over its burn-in, encoded, given the sound back, and measured across the seams."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..engine.tensors import as_tensor
+from ..errors import StylizeError
+from ..media.encode import VideoEncoder, mux_audio
+from ..media.files import partial_path
+from .clip import Clip, Segment
+from .frames import frames_with_flow, warping_errors
+from .work import WorkFolder
+
+
+@dataclass
+class VideoResult:
+    output: Path
+    frames_in: int
+    frames_out: int
+    fps_in: str
+    fps_out: str
+    duration_in: float | None
+    duration_out: float
+    audio_kept: bool
+    seconds: float
+    seconds_per_frame: float
+    warping_error_output: float | None
+    warping_error_input: float | None
+    scene_cuts: list[int] = field(default_factory=list)
+    resumed_from: int = 0
+    segments: int = 1  # stylized apart (in parallel on a cluster) and joined
+    seams: list[dict] = field(default_factory=list)  # per seam: its frame, burn-in, warping error over the cross-fade
+    seam_warping_error: float | None = None  # output's warping error on transitions across seams
+    within_warping_error: float | None = None  # ... and on those inside segments
+    seam_ratio: float | None = None
+    device: str | None = None  # where the frames were stylized; the record's, not the video report's
+
+    @property
+    def flicker_ratio(self) -> float | None:
+        """How much more the output changes along the flow than the input itself."""
+        if not self.warping_error_input:
+            return None
+        return self.warping_error_output / self.warping_error_input
+
+    def as_report(self) -> dict:
+        body = {k: v for k, v in self.__dict__.items() if k not in ("output", "device")}
+        return {**body, "output": str(self.output), "flicker_ratio": self.flicker_ratio}
+
+
+def assemble(clip: Clip) -> VideoResult:
+    """Join the finished segments, cross-fading each burn-in with the segment before, encode
+    them, add the sound, measure the seams, and remove the work folders."""
+    works = [clip.work(segment) for segment in clip.segments]
+    unfinished = [segment.number for segment, work in zip(clip.segments, works) if not work.complete]
+    if unfinished:
+        raise StylizeError(f"{clip.output}: segments {unfinished} of {clip.source.name} are not stylized yet")
+    started = time.perf_counter()
+    seams = _SeamFrames(clip, works)
+    silent = partial_path(clip.output)  # the picture alone; the sound is added once it is complete
+    try:
+        with VideoEncoder(silent, clip.size[1], clip.size[0], clip.info.fps, clip.video.codec, clip.video.crf) as encoder:
+            for index, pixels in _joined_frames(clip, works):
+                encoder.write(pixels)
+                seams.keep(index, pixels)
+            frames_out = encoder.close().frames
+        audio_from = clip.source if clip.info.has_audio else None
+        audio_kept = mux_audio(silent, audio_from, clip.output, clip.video.start, float(frames_out / clip.info.fps))
+    finally:
+        silent.unlink(missing_ok=True)  # on success mux_audio has already consumed it
+    result = _result(clip, works, frames_out, audio_kept, seams.measure(), time.perf_counter() - started)
+    shutil.rmtree(clip.work_path(), ignore_errors=True)
+    return result
+
+
+def _joined_frames(clip: Clip, works: list[WorkFolder]) -> Iterator[tuple[int, np.ndarray]]:
+    """Each segment's own frames in order; over the next segment's burn-in, a linear
+    cross-fade from this segment to the next."""
+    for k, (segment, work) in enumerate(zip(clip.segments, works)):
+        following = works[k + 1] if k + 1 < len(works) and works[k + 1].frames_done else None
+        if following and work.end != clip.segments[k + 1].start:
+            raise StylizeError(f"{clip.output}: segment {k} of {clip.source.name} ends at frame {work.end}, "
+                               f"not where segment {k + 1} starts ({clip.segments[k + 1].start}); delete {clip.work_path()}")
+        for index in range(segment.start, work.end):
+            pixels = work.frame(index)
+            after = clip.segments[k + 1] if following else None
+            if after and after.fade <= index < following.end:
+                weight = (index - after.fade + 1) / (after.start - after.fade + 1)
+                blend = (1 - weight) * pixels.astype(np.float32) + weight * following.frame(index).astype(np.float32)
+                pixels = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+            yield index, pixels
+
+
+class _SeamFrames:
+    """The output frames around each seam, kept while encoding, then measured against
+    flow between the content frames: the warping error across seams and within segments."""
+
+    def __init__(self, clip: Clip, works: list[WorkFolder]):
+        self.clip, self.works = clip, works
+        # Transitions into these frames cross a seam: into the cross-fade, through it, and out of it.
+        self.into = sorted({i for seg, work in zip(clip.segments[1:], works[1:]) for i in range(seg.fade, min(seg.start + 1, work.end))})
+        self.wanted = set(self.into) | {i - 1 for i in self.into}
+        self.frames: dict[int, np.ndarray] = {}
+
+    def keep(self, index: int, pixels: np.ndarray) -> None:
+        if index in self.wanted:
+            self.frames[index] = pixels
+
+    def measure(self) -> dict:
+        cuts = {c for work in self.works for c in work.cuts}
+        seam = {i: e for i, e in self._seam_errors().items() if i not in cuts}
+        within = [e for seg, work in zip(self.clip.segments, self.works) for e in work.errors_within(seg.start, self.into)]
+        per_seam = []
+        for seg in self.clip.segments[1:]:
+            errors = [seam[i] for i in range(seg.fade, seg.start + 1) if i in seam]
+            if errors:
+                per_seam.append({"frame": seg.start, "burn_in": seg.fade - seg.first, "overlap": seg.start - seg.fade,
+                                 "warping_error": _mean([e[0] for e in errors]),
+                                 "worst_warping_error": max(e[0] for e in errors)})
+        seam_output, within_output = _mean([e[0] for e in seam.values()]), _mean([e[0] for e in within])
+        return {
+            "all": list(seam.values()) + within,
+            "seams": per_seam,
+            "seam_warping_error": seam_output,
+            "within_warping_error": within_output,
+            "seam_ratio": seam_output / within_output if seam_output is not None and within_output else None,
+        }
+
+    def _seam_errors(self) -> dict[int, tuple[float, float]]:
+        """(output, input) warping errors of the transitions into each cross-fade's frames,
+        with flow between the content frames, decoded again only around each seam."""
+        errors = {}
+        for seg in self.clip.segments[1:]:
+            around = Segment(seg.number, max(0, seg.fade - 1), seg.fade, seg.start, seg.start + 1)
+            previous = None
+            for frame in frames_with_flow(self.clip, around, 0):
+                index = frame.index
+                if index in self.into and frame.backward is not None and index in self.frames and index - 1 in self.frames:
+                    errors[index] = warping_errors(as_tensor(self.frames[index]), as_tensor(self.frames[index - 1]),
+                                                   as_tensor(frame.pixels), as_tensor(previous), frame)
+                previous = frame.pixels
+        return errors
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bool, seams: dict, encode_seconds: float) -> VideoResult:
+    measured = seams["all"]
+    stylized_now = max(1, sum(work.frames_done - work.resumed_from for work in works))
+    seconds = sum(work.seconds for work in works) + encode_seconds  # compute time, wherever the segments ran
+    return VideoResult(
+        output=clip.output,
+        frames_in=frames_out,
+        frames_out=frames_out,
+        fps_in=str(clip.info.fps),
+        fps_out=str(clip.info.fps),
+        duration_in=clip.info.duration,
+        duration_out=round(float(frames_out / clip.info.fps), 4),
+        audio_kept=audio_kept,
+        seconds=round(seconds, 2),
+        seconds_per_frame=round(seconds / stylized_now, 3),
+        warping_error_output=_mean([e[0] for e in measured]),
+        warping_error_input=_mean([e[1] for e in measured]),
+        scene_cuts=sorted({c for work in works for c in work.cuts}),
+        resumed_from=sum(work.resumed_from for work in works),
+        segments=len(clip.segments),
+        seams=seams["seams"],
+        seam_warping_error=seams["seam_warping_error"],
+        within_warping_error=seams["within_warping_error"],
+        seam_ratio=seams["seam_ratio"],
+        device=next((work.device for work in works if work.device), None),
+    )

@@ -1,0 +1,32 @@
+"""Item keys are a promise to outputs already on disk: a fixed photo and a fixed clip with
+fixed settings keep the key they had before the layers were redrawn (Step 6), so their
+outputs still count as done."""
+
+from __future__ import annotations
+
+from pipeline.batch.manifest import load_manifest
+from pipeline.batch.plan import plan
+
+GOLDEN = {
+    "chelsea__starry_night+woman-with-hat-matisse.jpg": "4b83d7d83d51fb5a16d9b126c09532fb01b0691f06a5f20a2502051429ab12df",
+    "realshort__starry_night.mp4": "679cf6c29bafbe169e4549259faee928606464a6a2dc8ae1bbb4277b9cdb45b1",
+}
+
+
+def test_item_keys_are_those_of_outputs_made_before(tmp_path, repo):
+    styles = repo / "samples/styles"
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"""
+output_dir: out
+defaults: {{size: 64, iterations: 20, device: cpu, seed: 3}}
+jobs:
+  - name: photo
+    input: {repo}/samples/photos/chelsea.jpg
+    style: [{{path: {styles}/starry_night.jpg, weight: 2}}, {styles}/woman-with-hat-matisse.jpg]
+  - name: clip
+    input: {repo}/samples/realshort.mp4
+    styles: [{styles}/starry_night.jpg]
+    video: {{frame_iterations: 10, max_frames: 4}}
+""")
+    keys = {item.output.name: item.key() for item in plan(load_manifest(manifest))}
+    assert keys == GOLDEN
