@@ -3,6 +3,7 @@ several tests inspect (run once per session to keep the suite fast)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from pipeline import Progress, StyleSettings, StylizeResult, evaluate, stylize_image
+from pipeline.engine import memory
 from pipeline.engine.tensors import as_tensor, resize
 
 # The test images are tiny (<= 96 px), where OpenMP's thread hand-offs dominate the
@@ -89,3 +91,8 @@ def run(content, styles, settings: StyleSettings) -> Run:
 def starry_run(photo, starry, settings) -> Run:
     """photo in the style of Starry Night, default tiny settings (preserve_color none)."""
     return run(photo, starry, settings)
+
+
+def step_bytes(network, pixels: int, batch: int = 1) -> int:
+    """What the memory model says one step needs: the inverse of largest_edge and fitting_batch."""
+    return memory.FIXED_BYTES + math.ceil(batch * pixels * memory.bytes_per_pixel(network))

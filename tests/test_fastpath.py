@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny
+from conftest import step_bytes, tiny
 from pipeline import evaluate, stylize_image
 from pipeline.engine import memory
 from pipeline.engine.device import NetworkPrecision, network_precision
@@ -103,16 +103,16 @@ def test_largest_edge_and_batch_fit_the_budget_and_no_more():
     stylizer = network_for(tiny())
     budget = 8 * 2**30
     edge = memory.largest_edge(stylizer, budget)
-    assert memory.step_bytes(stylizer, edge * edge) <= budget < memory.step_bytes(stylizer, (edge + 1) ** 2)
+    assert step_bytes(stylizer, edge * edge) <= budget < step_bytes(stylizer, (edge + 1) ** 2)
     batch = memory.fitting_batch(stylizer, 512 * 512, budget, limit=1000)
-    assert memory.step_bytes(stylizer, 512 * 512, batch) <= budget < memory.step_bytes(stylizer, 512 * 512, batch + 1)
+    assert step_bytes(stylizer, 512 * 512, batch) <= budget < step_bytes(stylizer, 512 * 512, batch + 1)
     assert memory.fitting_batch(stylizer, 512 * 512, budget, limit=4) == 4
     assert memory.largest_edge(stylizer, memory.FIXED_BYTES // 2) == 0
 
 
 def test_tiles_shrink_to_what_free_memory_holds(photo, starry, monkeypatch):
     stylizer = network_for(tiny())
-    budget = memory.step_bytes(stylizer, 40 * 40)
+    budget = step_bytes(stylizer, 40 * 40)
     monkeypatch.setattr(memory, "free_bytes", lambda device: budget)
     monkeypatch.setattr(memory, "MIN_TILE_SIZE", 16)
     progress = []
@@ -127,7 +127,7 @@ def test_tiles_shrink_to_what_free_memory_holds(photo, starry, monkeypatch):
 def test_auto_batch_size_comes_from_the_measured_memory(monkeypatch):
     settings = tiny(device="cpu")
     stylizer = network_for(settings)
-    monkeypatch.setattr(memory, "free_bytes", lambda device: memory.step_bytes(stylizer, 64 * 64, 5))
+    monkeypatch.setattr(memory, "free_bytes", lambda device: step_bytes(stylizer, 64 * 64, 5))
     assert memory.photos_per_batch(settings, 64, 64, limit=16) == 5
     monkeypatch.setattr(memory, "free_bytes", lambda device: None)
     assert memory.photos_per_batch(settings, 64, 64, limit=16) == 1

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+from conftest import step_bytes
 from pipeline import StyleSettings, evaluate, stylize_image
 from pipeline.engine import memory
 from pipeline.engine.device import resolve_device
@@ -70,14 +71,13 @@ def test_memory_estimate_covers_the_measured_peak(photo, starry):
     result = stylize_image(photo, starry, settings)
     height, width = result.sizes[-1]
     used = torch.cuda.max_memory_allocated() - before
-    estimate = memory.step_bytes(stylizer, height * width) - memory.FIXED_BYTES
+    estimate = step_bytes(stylizer, height * width) - memory.FIXED_BYTES
     assert used <= estimate + memory.FIXED_BYTES, (used, estimate)
     assert used >= estimate / 3, (used, estimate)  # an estimate, not a wild overcount
 
 
 def test_batched_photos_match_single_runs(photo, starry):
     settings = StyleSettings(size=256, iterations=60, device="cuda", tolerance=0, optimizer="adam")
-    stylizer = network_for(settings)
     batch = stylize_batch([photo, photo], starry, settings)
     single = stylize_image(photo, starry, settings)
     for result in batch:

@@ -135,7 +135,7 @@ def test_a_killed_worker_is_replaced_and_its_item_retried(tmp_path):
     runner.start()
     killed, deadline = None, time.time() + 120
     while killed is None and time.time() < deadline and runner.is_alive():
-        busy = _working_processes("run_item")
+        busy = _working_processes("execute")
         if busy:
             time.sleep(1.0)  # well into the optimisation
             os.kill(busy[0], signal.SIGKILL)

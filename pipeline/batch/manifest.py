@@ -20,7 +20,7 @@ from ..settings import StyleSettings, VideoSettings, validation_problems
 
 OutputFormat = Literal["jpg", "png", "webp"]
 Backend = Literal["local", "ray"]
-PRESET_DIRS = (Path(__file__).resolve().parents[1] / "configs" / "presets",)
+PRESET_DIRS = (Path(__file__).resolve().parents[2] / "configs" / "presets",)
 OUTPUT_KEYS = {"format", "quality"}
 
 

@@ -56,10 +56,6 @@ def _kept_bytes(network: Network, edge: int) -> tuple[int, int]:
     return sum(kept.values()), max(kept.values())
 
 
-def step_bytes(network: Network, pixels: int, batch: int = 1) -> int:
-    return FIXED_BYTES + math.ceil(batch * pixels * bytes_per_pixel(network))
-
-
 def free_bytes(device: torch.device) -> int | None:
     """What a step may use on `device`: free GPU memory plus what torch holds cached.
     None off CUDA, where tile_size alone bounds memory."""

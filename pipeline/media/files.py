@@ -4,6 +4,7 @@ rerun after a crash) never sees a half-written file."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +30,17 @@ def require_file(path: str | Path, kind: str = "file") -> Path:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes; "unreadable" lets a key be made and the item fail later with the real reason."""
+    """SHA-256 of a file's bytes; "unreadable" lets a key be made and the item fail later with the real reason.
+    Remembered per (path, size, modification time): a style shared by a thousand items is read once."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return "unreadable"
+    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(path: str, size: int, modified_ns: int) -> str:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as stream:
