@@ -3,16 +3,14 @@ with a key that says whether its existing output is still current."""
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
 from ..media.decode import VIDEO_SUFFIXES, probe_video
-from ..media.files import file_digest
+from ..media.files import file_digest, glob_files, walk_files
 from ..media.images import IMAGE_SUFFIXES, load_image
 from ..settings import Style, StyleSettings, VideoSettings
 from .manifest import JobPlan, Manifest, ManifestError, check_style_files, is_pattern, parse_manifest
@@ -89,8 +87,10 @@ def prepare(manifest: Manifest, only: list[str] | None = None, force: bool = Fal
 
 
 def plan(manifest: Manifest, only: list[str] | None = None) -> list[PlanItem]:
+    """Every item of the jobs asked for; ManifestError, before any work, if two items would
+    write one output or an output would land outside output_dir."""
     jobs = [manifest.job(name) for name in only] if only else manifest.jobs
-    items = []
+    items, where = [], {}
     for job_plan in jobs:
         job = job_plan.job
         contents = expand_input(manifest, job_plan)
@@ -100,27 +100,49 @@ def plan(manifest: Manifest, only: list[str] | None = None) -> list[PlanItem]:
                 video = job_plan.video if content.suffix.lower() in VIDEO_SUFFIXES else None
                 output = _output_path(manifest, job_plan, relative, styles, video)
                 items.append(PlanItem(job.name, content, styles, output, job_plan.settings, job_plan.quality, video))
+                where[id(items[-1])] = f"jobs[{job_plan.index}]"
+    problems = _output_problems(manifest, items, where)
+    if problems:
+        raise ManifestError(manifest.source, problems)
     return items
 
 
 def expand_input(manifest: Manifest, job_plan: JobPlan) -> list[tuple[Path, Path]]:
-    """Content files of a job with their paths relative to the input folder."""
+    """Content files of a job with their paths relative to the input folder. Symlinked folders
+    are not followed, hidden files are passed over, and nothing under output_dir is an input."""
     job, where = job_plan.job, f"jobs[{job_plan.index}].input"
     if is_pattern(job.input):
-        pattern = str(manifest.resolve(job.input))
-        prefix = pattern[: min((i for i, char in enumerate(pattern) if char in "*?["))]
-        base = Path(prefix) if prefix.endswith(os.sep) else Path(prefix).parent
-        pairs = [(Path(p), Path(p).relative_to(base)) for p in sorted(glob.glob(pattern, recursive=job.recursive))]
+        base, found = glob_files(str(manifest.resolve(job.input)), job.recursive, prune=manifest.output_dir)
     else:
-        source = manifest.resolve(job.input)
-        if source.is_file():
-            return [(source, Path(source.name))]
-        walker = source.rglob("*") if job.recursive else source.glob("*")
-        pairs = [(p, p.relative_to(source)) for p in sorted(walker)]
-    media = [(p, rel) for p, rel in pairs if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES]
+        base = manifest.resolve(job.input)
+        if base.is_file():
+            return [(base, Path(base.name))]
+        found = list(walk_files(base, job.recursive, prune=manifest.output_dir))
+    media = sorted((p, p.relative_to(base)) for p in found if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     if not media:
         raise InputError(f"{where}: no images or videos found in {job.input}", manifest.source)
     return media
+
+
+def _output_problems(manifest: Manifest, items: list[PlanItem], where: dict[int, str]) -> list[str]:
+    """Outputs that would leave output_dir (checked on the resolved path) or that two items
+    share (compared case-insensitively: on macOS and Windows those are one file)."""
+    root = manifest.output_dir.resolve()
+    problems, owners = [], {}
+    for item in items:
+        output = item.output.resolve()
+        if not output.is_relative_to(root):
+            problems.append(f"{where[id(item)]}.name: its outputs would land outside output_dir ({output}); use a plain job name")
+            continue
+        first = owners.setdefault(str(output).casefold(), item)
+        if first is not item:
+            problems.append(f"{where[id(item)]}: {_source(first)} and {_source(item)} would both write {item.output}; "
+                            "rename one of the files or put them in separate jobs")
+    return problems
+
+
+def _source(item: PlanItem) -> str:
+    return f"{item.content.name} x {'+'.join(str(style.image) for style in item.styles)}"
 
 
 def style_label(styles: tuple[Style, ...]) -> str:
@@ -145,6 +167,11 @@ def validate_manifest(path: str | Path) -> list[str]:
                 probe_video(content) if content.suffix.lower() in VIDEO_SUFFIXES else load_image(content)
             except InputError as error:
                 problems.append(f"{manifest.source}: jobs[{job_plan.index}].input: {error}")
+    if not problems:
+        try:
+            plan(manifest)
+        except ManifestError as error:
+            problems += error.problems
     return problems
 
 

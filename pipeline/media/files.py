@@ -8,9 +8,10 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import InputError
 
@@ -86,9 +87,63 @@ def write_json(path: str | Path, data) -> Path:
 
 def remove_partials(folder: Path) -> None:
     """Temporary files a killed run left behind: their rename never happened."""
-    for partial in folder.rglob(f".*{PARTIAL}*"):
-        if partial.is_file():
+    for partial in walk_files(folder, recursive=True, hidden=True):
+        if partial.name.startswith(".") and PARTIAL in partial.name:
             partial.unlink(missing_ok=True)
+
+
+def walk_files(root: Path, recursive: bool, hidden: bool = False, prune: Path | None = None) -> Iterator[Path]:
+    """Files under `root`, sorted, never following a symlinked folder (so a link loop cannot
+    hang or multiply a walk), skipping hidden names unless asked and the folder `prune`."""
+    pruned = prune.resolve() if prune is not None else None
+    for folder, folders, files in os.walk(root, followlinks=False):
+        folders[:] = sorted(name for name in folders if recursive and (hidden or not name.startswith("."))
+                            and (pruned is None or Path(folder, name).resolve() != pruned))
+        for name in sorted(files):
+            if (hidden or not name.startswith(".")) and os.path.isfile(os.path.join(folder, name)):
+                yield Path(folder, name)
+
+
+def glob_files(pattern: str, recursive: bool, prune: Path | None = None) -> tuple[Path, list[Path]]:
+    """The folder a glob starts from and the files it matches, walked as `walk_files` does.
+    `**` spans folders when `recursive`, else it is `*`; `*`, `?` and `[...]` stay inside one name."""
+    magic = min(i for i, char in enumerate(pattern) if char in "*?[")
+    base = Path(pattern[:magic]) if pattern[:magic].endswith(os.sep) else Path(pattern[:magic]).parent
+    rest = _glob_regex(os.path.relpath(pattern, base).replace(os.sep, "/"), recursive)
+    deep = recursive and "**" in pattern or "/" in os.path.relpath(pattern, base).replace(os.sep, "/")
+    found = [path for path in walk_files(base, deep, prune=prune) if rest.fullmatch(path.relative_to(base).as_posix())]
+    return base, found
+
+
+def _glob_regex(pattern: str, recursive: bool) -> re.Pattern:
+    names = pattern.split("/")
+    regex = ""
+    for index, name in enumerate(names):
+        last = index == len(names) - 1
+        if name == "**" and recursive:
+            regex += ".*" if last else "(?:[^/]+/)*"
+            continue
+        regex += _name_regex(name) + ("" if last else "/")
+    return re.compile(regex)
+
+
+def _name_regex(name: str) -> str:
+    regex, index = "", 0
+    while index < len(name):
+        char = name[index]
+        closing = name.find("]", index + 2) if char == "[" else -1
+        if char == "*":
+            regex += "[^/]*"
+        elif char == "?":
+            regex += "[^/]"
+        elif closing > 0:
+            inside = name[index + 1 : closing]
+            regex += "[" + ("^" + re.escape(inside[1:]) if inside.startswith("!") else re.escape(inside)) + "]"
+            index = closing
+        else:
+            regex += re.escape(char)
+        index += 1
+    return regex
 
 
 def _current_umask() -> int:
