@@ -4,10 +4,11 @@ manifest read their defaults from here, so the surfaces never drift apart."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
 from .vgg19 import check_layers
@@ -21,14 +22,18 @@ DEFAULT_LEARNING_RATE: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
 AUTO_SCALE_BASE = 512
 AUTO_SINGLE_BELOW = 256
 COARSE_TOLERANCE_FACTOR = 10
+# The largest output: levels above tile_size are optimised tile by tile, but the whole image,
+# its content and their blend stay in memory (about 4 GB at 8192 px).
+MAX_SIZE = 8192
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 # Settings that change where or how fast the work runs, not what it produces.
 SPEED_ONLY_SETTINGS = frozenset({"device", "compile"})
 
 
 class StyleSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    size: int = Field(512, gt=15, description="long edge of the output in pixels")
+    size: int = Field(512, gt=15, le=MAX_SIZE, description="long edge of the output in pixels")
     iterations: int = Field(500, ge=0, description="optimizer steps at the first (coarsest) scale")
     refine_iterations: int | None = Field(None, ge=0, description="steps at each later scale (default: iterations/2)")
     scales: int | None = Field(None, ge=1, le=8, description="coarse-to-fine levels, each twice the last (default: auto, from half size)")
@@ -48,9 +53,16 @@ class StyleSettings(BaseModel):
     tolerance: float = Field(1e-4, ge=0, description="stop when the loss improves less than this per step (0: never)")
     pooling: Literal["max", "avg"] = "max"
     weights: str = Field("caffe", description="caffe, torchvision, or a path to a VGG19 state dict")
-    device: str = "auto"
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: Precision = Field("auto", description="network arithmetic: fp32, bf16, mixed (bf16 after block 2), or auto (mixed on CUDA GPUs with bf16, else fp32)")
     compile: bool = Field(False, description="torch.compile the network: pays on long GPU runs, costs start-up time")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.fullmatch(DEVICE_PATTERN, device):
+            raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+        return device
 
     @model_validator(mode="after")
     def _check(self) -> "StyleSettings":
@@ -113,10 +125,13 @@ def settings_from(values: dict, where: str = "settings", model: type[BaseModel] 
         raise InputError(f"{where}: {validation_problems(error)[0]}") from None
 
 
-def validation_problems(error: ValidationError, prefix: str = "") -> list[str]:
-    """Each problem pydantic found, as `location: message` (`jobs[2].style[1].path: ...`)."""
+def validation_problems(error: ValidationError, prefix: str = "", only: set[str] | None = None) -> list[str]:
+    """Each problem pydantic found, as `location: message` (`jobs[2].style[1].path: ...`);
+    with `only`, just those of these keys (the others are reported where they were set)."""
     problems = []
     for item in error.errors():
+        if only is not None and item["loc"] and item["loc"][0] not in only:
+            continue
         location = prefix
         for part in item["loc"]:
             location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
@@ -131,7 +146,7 @@ VideoCodec = Literal["h264", "h265", "vp9", "prores"]
 class VideoSettings(BaseModel):
     """How clips are stylized and encoded; `video:` in a manifest, options of `stylize video`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     frame_iterations: int = Field(50, ge=0, description="steps for each frame after the first (which gets `iterations`)")
     temporal: bool = Field(True, description="warm-start from the warped previous output and penalise change (Ruder et al.)")

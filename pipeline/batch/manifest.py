@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
-from ..media.images import load_image
+from ..media.images import check_fits_network, load_image
 from ..settings import StyleSettings, VideoSettings, validation_problems
 
 OutputFormat = Literal["jpg", "png", "webp"]
@@ -34,7 +34,7 @@ class ManifestError(InputError):
 
 
 class StyleRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Path
     weight: float = Field(1.0, ge=0)
@@ -74,10 +74,6 @@ class Job(BaseModel):
         if (self.style is None) == (self.styles is None):
             raise ValueError("give exactly one of style (styles blended into one output) or styles (one output per style)")
         return self
-
-    @property
-    def overrides(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
     def style_sets(self) -> list[list[StyleRef]]:
         """One entry per output: each a list of styles to blend."""
@@ -144,12 +140,13 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
     except ValidationError as error:
         problems += validation_problems(error)  # and go on: the jobs may hold more problems
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
-    problems += _check_defaults(defaults)
+    default_problems, base = _check_defaults(source, defaults)
+    problems += default_problems
     jobs = []
     raw_jobs = data.get("jobs") if isinstance(data.get("jobs"), list) else []
     for index, raw in enumerate(raw_jobs):
         if isinstance(raw, dict):
-            job_problems, plan = _parse_job(source, index, raw, defaults)
+            job_problems, plan = _parse_job(source, index, raw, defaults, base)
             problems += job_problems
             jobs += [plan] if plan else []
     names = [plan.job.name for plan in jobs]
@@ -161,12 +158,15 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
 
 
 def check_style_files(manifest: Manifest) -> list[str]:
-    """Every style file must exist and decode."""
+    """Every style file must exist, decode, and be thick enough for VGG19 at the job's coarsest level."""
     problems = []
     for plan in manifest.jobs:
+        long_edge = max(1, round(plan.settings.scale_sizes()[0] * plan.settings.style_scale))
         for where, ref in _style_locations(plan):
             try:
-                load_image(manifest.resolve(ref.path))
+                path = manifest.resolve(ref.path)
+                width, height = load_image(path).size
+                check_fits_network(height, width, long_edge, path)
             except InputError as error:
                 problems.append(f"{where}: {error}")
     return problems
@@ -186,52 +186,66 @@ def _read_yaml(source: Path) -> dict:
     return data
 
 
-def _parse_job(source: Path, index: int, raw: dict, defaults: dict) -> tuple[list[str], JobPlan | None]:
+def _parse_job(source: Path, index: int, raw: dict, defaults: dict, base: dict) -> tuple[list[str], JobPlan | None]:
+    """A job's problems, all of them (a schema error does not hide its settings'), and its plan.
+    `base` holds the defaults' values, already checked: their problems are not repeated per job."""
     where = f"jobs[{index}]"
+    problems, job = [], None
     try:
         job = Job(**raw)
     except ValidationError as error:
-        return validation_problems(error, where), None
-    unknown = sorted(set(job.overrides) - set(StyleSettings.model_fields))
-    problems = [f"{where}.{key}: unknown key (not a job key nor a stylization setting)" for key in unknown]
-    for key in unknown:
-        del job.model_extra[key]
-    preset_problems, values = _effective_values(source, where, job, defaults)
-    problems += preset_problems + _check_input(source, where, job)
+        problems += validation_problems(error, where)  # and go on: its settings may hold more problems
+    own = {key: value for key, value in raw.items() if key not in Job.model_fields}
+    unknown = sorted(set(own) - set(StyleSettings.model_fields))
+    problems += [f"{where}.{key}: unknown key (not a job key nor a stylization setting)" for key in unknown]
+    own = {key: value for key, value in own.items() if key not in unknown}
+    preset = raw.get("preset")
+    found = _preset(source, preset) if isinstance(preset, str) and preset else {}
+    if found is None:
+        problems.append(f"{where}.preset: no preset named {preset!r} ({_preset_hint(source)})")
+    job_values = {**(found or {}), **own}
+    settings = StyleSettings()  # a stand-in when the job's own are invalid, so its files can still be checked
     try:
-        settings = StyleSettings(**values)
+        settings = StyleSettings(**{**base, **job_values})
     except ValidationError as error:
-        problems += validation_problems(error, where)
-        settings = StyleSettings()  # a stand-in, so the job's files can still be checked
+        problems += validation_problems(error, where, only=set(job_values))
+    job_video = raw.get("video") if isinstance(raw.get("video"), dict) else {}
     video = VideoSettings()
     try:
-        video = VideoSettings(**{**(defaults.get("video") or {}), **(job.video or {})})
+        video = VideoSettings(**{**_mapping(defaults.get("video")), **job_video})
     except ValidationError as error:
-        problems += validation_problems(error, f"{where}.video")
+        problems += validation_problems(error, f"{where}.video", only=set(job_video))
+    if job is None:
+        return problems, None
+    if any(not sum(ref.weight for ref in style_set) for style_set in job.style_sets()):
+        problems.append(f"{where}.style: style weights are all zero: give at least one a weight above 0")
+    problems += _check_input(source, where, job)
     output = {key: getattr(job, key) or defaults.get(key) for key in OUTPUT_KEYS}
     return problems, JobPlan(index, job, settings, output["format"] or "jpg", output["quality"] or 95, video)
 
 
-def _effective_values(source: Path, where: str, job: Job, defaults: dict) -> tuple[list[str], dict]:
-    """Library defaults < defaults' preset < defaults < job's preset < job's own keys."""
-    problems, values = [], {}
-    base_preset = defaults.get("preset")
-    if base_preset:
-        found = _preset(source, base_preset)
-        problems += [] if found is not None else [f"defaults.preset: no preset named {base_preset!r} ({_preset_hint(source)})"]
-        values.update(found or {})
-    values.update({k: v for k, v in defaults.items() if k in StyleSettings.model_fields})
-    if job.preset:
-        found = _preset(source, job.preset)
-        problems += [] if found is not None else [f"{where}.preset: no preset named {job.preset!r} ({_preset_hint(source)})"]
-        values.update(found or {})
-    values.update(job.overrides)
-    return problems, values
-
-
-def _check_defaults(defaults: dict) -> list[str]:
+def _check_defaults(source: Path, defaults: dict) -> tuple[list[str], dict]:
+    """The defaults' problems, each once, and their values: the defaults' preset, then their own keys."""
     allowed = set(StyleSettings.model_fields) | OUTPUT_KEYS | {"preset", "video"}
-    return [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
+    problems = [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
+    preset = defaults.get("preset")
+    found = _preset(source, preset) if isinstance(preset, str) and preset else {}
+    if found is None:
+        problems.append(f"defaults.preset: no preset named {preset!r} ({_preset_hint(source)})")
+    base = {**(found or {}), **{key: value for key, value in defaults.items() if key in StyleSettings.model_fields}}
+    try:
+        StyleSettings(**base)
+    except ValidationError as error:
+        problems += validation_problems(error, "defaults")
+    try:
+        VideoSettings(**_mapping(defaults.get("video")))
+    except ValidationError as error:
+        problems += validation_problems(error, "defaults.video")
+    return problems, base
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def is_pattern(text: str) -> bool:

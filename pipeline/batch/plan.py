@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..media.decode import VIDEO_SUFFIXES, probe_video
 from ..media.files import file_digest, glob_files, walk_files
-from ..media.images import IMAGE_SUFFIXES, load_image
+from ..media.images import IMAGE_SUFFIXES, check_fits_network, load_image
 from ..settings import Style, StyleSettings, VideoSettings
 from .manifest import JobPlan, Manifest, ManifestError, check_style_files, is_pattern, parse_manifest
 
@@ -164,7 +164,7 @@ def validate_manifest(path: str | Path) -> list[str]:
             continue
         for content, _ in contents:
             try:
-                probe_video(content) if content.suffix.lower() in VIDEO_SUFFIXES else load_image(content)
+                _check_content(content, job_plan.settings)
             except InputError as error:
                 problems.append(f"{manifest.source}: jobs[{job_plan.index}].input: {error}")
     if not problems:
@@ -173,6 +173,16 @@ def validate_manifest(path: str | Path) -> list[str]:
         except ManifestError as error:
             problems += error.problems
     return problems
+
+
+def _check_content(content: Path, settings: StyleSettings) -> None:
+    """It decodes (a clip: its first frame) and is thick enough for VGG19 at the coarsest level."""
+    if content.suffix.lower() in VIDEO_SUFFIXES:
+        info = probe_video(content)
+        height, width = info.height, info.width
+    else:
+        width, height = load_image(content).size
+    check_fits_network(height, width, settings.scale_sizes()[0], content)
 
 
 def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles, video: VideoSettings | None) -> Path:

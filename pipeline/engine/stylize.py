@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..media.images import check_image_output, fit_long_edge, save_image
+from ..media.images import check_fits_network, check_image_output, fit_long_edge, save_image
 from ..settings import Style, StyleSettings
 from .color import ColorPreservation
 from .losses import ContentLoss, GatysLoss, LossTerms, StyleLoss, TemporalTarget
@@ -87,6 +88,7 @@ class PreparedStyle:
     tensor: torch.Tensor
     weight: float
     key: str
+    name: str  # its path, or "style N": what an error names
 
 
 def stylize_image(content: ImageLike, styles: StyleLike | Sequence[StyleLike], settings: StyleSettings | None = None,
@@ -111,6 +113,7 @@ def stylize_batch(contents: Sequence[ImageLike], styles, settings: StyleSettings
     transfer = _Transfer(settings, styles, callback)
     full = _stack_same_size(contents, settings)
     levels = settings.scale_sizes()
+    _check_fits_network(contents, full, transfer.styles, levels[0], settings.style_scale)
     done: Optimized | None = None
     sizes: list[tuple[int, int]] = []
     for index, long_edge in enumerate(levels):
@@ -149,13 +152,14 @@ def prepare_styles(styles) -> list[PreparedStyle]:
     parsed = as_styles(styles)
     if not parsed:
         raise InputError("at least one style image is needed")
-    if any(s.weight < 0 for s in parsed) or sum(s.weight for s in parsed) <= 0:
-        raise InputError("style weights must be non-negative and not all zero")
+    if not all(math.isfinite(s.weight) and s.weight >= 0 for s in parsed) or sum(s.weight for s in parsed) <= 0:
+        raise InputError("style weights must be finite, non-negative and not all zero")
     total = sum(s.weight for s in parsed)
     prepared = []
-    for style in parsed:
+    for number, style in enumerate(parsed, start=1):
         tensor = as_tensor(style.image)
-        prepared.append(PreparedStyle(tensor, style.weight / total, tensor_key(tensor)))
+        name = str(style.image) if isinstance(style.image, (str, Path)) else f"style {number}"
+        prepared.append(PreparedStyle(tensor, style.weight / total, tensor_key(tensor), name))
     return prepared
 
 
@@ -294,6 +298,15 @@ def _stack_same_size(contents: Sequence[ImageLike], settings: StyleSettings) -> 
         target = max(shapes)
         tensors = [resize(t, target) for t in tensors]
     return torch.cat(tensors)
+
+
+def _check_fits_network(contents, stacked: torch.Tensor, styles: list[PreparedStyle], coarsest: int, style_scale: float) -> None:
+    """Refuse, before any work, a content or style too thin for VGG19 at the coarsest level."""
+    for number, content in enumerate(contents, start=1):
+        name = content if isinstance(content, (str, Path)) else f"content {number}"
+        check_fits_network(*stacked.shape[-2:], coarsest, name)
+    for style in styles:
+        check_fits_network(*style.tensor.shape[-2:], max(1, round(coarsest * style_scale)), style.name)
 
 
 def _is_single_style(styles) -> bool:

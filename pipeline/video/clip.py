@@ -14,7 +14,7 @@ from ..engine.stylize import as_styles, tensor_key
 from ..engine.tensors import as_tensor
 from ..media.decode import VideoInfo, frame_index, probe_video
 from ..media.files import file_digest
-from ..media.images import fit_long_edge
+from ..media.images import check_fits_network, fit_long_edge
 from ..settings import Style, StyleSettings, VideoSettings
 from .work import WorkFolder
 
@@ -61,6 +61,7 @@ def open_clip(source, styles, output, settings: StyleSettings | None = None, vid
     settings, video = settings or StyleSettings(), video or VideoSettings()
     source, output = Path(source), Path(output)
     info = probe_video(source)
+    check_fits_network(info.height, info.width, settings.scale_sizes()[0], source)
     styles = tuple(as_styles(styles))
     key = work_key(source, styles, settings, video)
     segments = split_clip(_frames_expected(info, video), video)

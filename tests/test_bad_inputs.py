@@ -1,0 +1,108 @@
+"""Bad input, refused the way the README promises: exit 2, one line naming the file or the
+manifest location, no traceback, before any work, and nothing finished touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import cli
+from pipeline.media.images import load_image
+
+REPO = Path(__file__).resolve().parents[1]
+STARRY = REPO / "samples/styles/starry_night.jpg"
+PHOTO = REPO / "samples/photos/chelsea.jpg"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(cli.app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments: str) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output and "Warning" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    ramp = (np.linspace(0, 65535, 64 * 32).reshape(32, 64)).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    pixels = np.asarray(load_image(tmp_path / "deep.png"), dtype=int)
+    assert pixels.shape == (32, 64, 3)
+    assert pixels[0, 0, 0] == 0 and pixels[-1, -1, 0] == 255
+    assert abs(pixels[16, 0, 0] - 128) <= 2  # the middle of the ramp is mid-grey, not white
+
+
+def test_transparency_lands_on_white_and_cmyk_converts(tmp_path):
+    clear = Image.new("RGBA", (40, 20), (255, 0, 0, 0))
+    clear.paste((0, 0, 255, 255), (0, 0, 20, 20))
+    clear.save(tmp_path / "alpha.png")
+    pixels = np.asarray(load_image(tmp_path / "alpha.png"))
+    assert tuple(pixels[10, 5]) == (0, 0, 255) and tuple(pixels[10, 35]) == (255, 255, 255)
+    Image.new("CMYK", (40, 20), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    red = np.asarray(load_image(tmp_path / "cmyk.jpg"), dtype=int)[10, 10]
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--size", "100000", "size"), ("--style-weight", "nan", "style_weight"),
+    ("--content-weight", "inf", "content_weight"), ("--device", "tpu", "unknown device 'tpu'"),
+])
+def test_settings_beyond_reason_are_refused(tmp_path, option, value, fragment):
+    output = tmp_path / "out.jpg"
+    one_line_error(invoke("image", PHOTO, "--style", STARRY, "-o", output, option, value), fragment)
+    assert not output.exists()
+
+
+def test_thin_photo_and_thin_style_are_refused_with_their_names(tmp_path):
+    Image.new("RGB", (4000, 20), (200, 100, 50)).save(tmp_path / "thin.png")
+    one_line_error(invoke("image", tmp_path / "thin.png", "--style", STARRY, "-o", tmp_path / "a.jpg", "--size", "64"),
+                   "thin.png", "VGG19 needs at least 16")
+    one_line_error(invoke("image", PHOTO, "--style", tmp_path / "thin.png", "-o", tmp_path / "b.jpg", "--size", "64"),
+                   "thin.png", "VGG19 needs at least 16")
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    Image.new("L", (10000, 10000)).save(tmp_path / "bomb.png", optimize=True)
+    assert (tmp_path / "bomb.png").stat().st_size < 2_000_000
+    one_line_error(invoke("image", tmp_path / "bomb.png", "--style", STARRY, "-o", tmp_path / "x.jpg"),
+                   "bomb.png", "10000x10000", "budget")
+
+
+def test_validate_lists_every_bad_input_with_its_location(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(PHOTO).resize((60, 40)).save(photos / "fine.jpg")
+    Image.new("RGB", (4000, 20)).save(photos / "thin.png")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"""
+output_dir: out
+defaults: {{size: 64, device: tpu}}
+jobs:
+  - name: a
+    input: {photos}
+    style: [{{path: {STARRY}, weight: 0}}]
+  - name: b
+    input: {photos}/fine.jpg
+    style: [{{path: {STARRY}, weight: .nan}}]
+    size: 100000
+""")
+    result = invoke("validate", manifest)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.count("unknown device 'tpu'") == 1  # a problem of the defaults is reported once, as theirs
+    expected = ["defaults.device: unknown device 'tpu'", "jobs[0].style: style weights are all zero",
+                "jobs[1].style[0].weight: Input should be a finite number", "jobs[1].size: Input should be less than or equal to 8192",
+                "thin.png: is 4000x20"]
+    for fragment in expected:
+        assert fragment in result.output, (fragment, result.output)
+    assert invoke("run", manifest).exit_code == 2
+    assert not (tmp_path / "out").exists()
