@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipeline.batch.events import RunEvents
+from pipeline.batch.signals import Interrupted, stop_on_signals
 from pipeline.errors import EXIT_ITEMS_FAILED, EXIT_USAGE, StylizeError
 from pipeline.settings import Style, StyleSettings, VideoSettings, settings_from
 
@@ -139,6 +141,19 @@ def _settings(**options) -> StyleSettings:
 
 
 
+@contextlib.contextmanager
+def _reported(when_interrupted: str):
+    """An error as one line and its exit code; SIGTERM or Ctrl-C as one line and 143 or 130."""
+    try:
+        with stop_on_signals():
+            yield
+    except StylizeError as error:
+        raise _fail(error) from None
+    except Interrupted as stop:
+        err.print(f"[bold red]interrupted[/] by {stop.signal_name}: {escape(when_interrupted)}")
+        raise typer.Exit(stop.exit_code) from None
+
+
 def _fail(error: StylizeError) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(str(error))}")  # escaped: messages hold [brackets] (paths, 'stylize[ray]')
     return typer.Exit(error.exit_code)
@@ -176,12 +191,10 @@ def image(
     from pipeline.engine.stylize import stylize_image_file
 
     options = {k: v for k, v in locals().items() if k in StyleSettings.model_fields}
-    try:
+    with _reported(f"{output} was not written"):
         settings = _settings(**options)
         with Display(quiet) as display:
             result = stylize_image_file(content, [_parse_style(s) for s in style], output, settings, quality, display.progress)
-    except StylizeError as error:
-        raise _fail(error) from None
     if not quiet:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
         out.print(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s on {result.device}, "
@@ -217,13 +230,11 @@ def video(
     from pipeline.video.stylize import stylize_video
 
     given = {k: v for k, v in locals().items() if v is not None}
-    try:
+    with _reported("the frames done are kept beside the output; the same command resumes from there"):
         settings = _settings(**{k: v for k, v in given.items() if k in StyleSettings.model_fields})
         video_settings = settings_from({k: v for k, v in given.items() if k in VideoSettings.model_fields}, "option", VideoSettings)
         with Display(quiet) as display:
             result = stylize_video(source, [_parse_style(s) for s in style], output, settings, video_settings, display.video_progress)
-    except StylizeError as error:
-        raise _fail(error) from None
     if not quiet:
         ratio = (f", warping error {result.warping_error_output:.3g} vs the input's {result.warping_error_input:.3g} "
                  f"(flicker ratio {result.flicker_ratio:.2f})") if result.flicker_ratio is not None else ""
@@ -247,12 +258,10 @@ def run(
     """Stylize everything a manifest lists; skips outputs that are already current."""
     from pipeline.batch.runner import run_manifest
 
-    try:
+    with _reported("items in flight are recorded as interrupted in report.json; run again to finish the rest"):
         with Display(quiet, verbose or dry_run) as display:  # a dry run lists every item
             outcome = run_manifest(manifest, display, only=only, force=force, dry_run=dry_run, batch_size=batch_size,
                                    backend=backend, ray_address=ray_address, workers=workers)
-    except StylizeError as error:
-        raise _fail(error) from None
     report = outcome.report
     if report is None:
         return
@@ -289,13 +298,20 @@ def _outcome(record) -> str:
 
 
 def _print_summary(report) -> None:
-    table = Table(title=f"{report.output_dir / 'report.json'}", show_edge=False)
-    for column in ("job", "input", "style", "status", "seconds", "work", "result"):
-        table.add_column(column)
-    for r in report.items:
-        colour = {"done": "green", "skipped": "dim", "failed": "red"}[r.status]
-        table.add_row(r.job, Path(r.input).name, r.style, f"[{colour}]{r.status}[/]", f"{r.seconds:.1f}", _work_done(r), _outcome(r))
-    out.print(table)
+    columns = ("job", "input", "style", "status", "seconds", "work", "result")
+    rows = [(r.job, Path(r.input).name, r.style, r.status, f"{r.seconds:.1f}", _work_done(r), _outcome(r)) for r in report.items]
+    if out.is_terminal:
+        table = Table(title=f"{report.output_dir / 'report.json'}", show_edge=False)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            colour = {"done": "green", "skipped": "dim", "failed": "red"}.get(row[3], "yellow")
+            table.add_row(*row[:3], f"[{colour}]{row[3]}[/]", *row[4:])
+        out.print(table)
+    else:  # a log file: whole names, one item a line, however wide
+        out.print(f"{report.output_dir / 'report.json'}", markup=False)
+        for row in [columns, *rows]:
+            out.print("  ".join(row), markup=False, overflow="ignore", crop=False)
     totals = report.totals()
     out.print(f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed in {totals['seconds']:.1f} s")
 

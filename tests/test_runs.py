@@ -271,3 +271,44 @@ def test_same_sized_photos_run_as_one_batch_each_with_its_own_loss(tmp_path, pho
     for name, alone in outputs[1].items():
         # Adam treats each image independently: batched and alone agree up to float noise.
         assert np.abs(alone - outputs[3][name]).max() <= 2, name
+
+
+@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_record_the_item_in_flight_release_the_lock_and_a_rerun_finishes(tmp_path, photos, signal_number, exit_code):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"output_dir: out\ndefaults: {{size: 32, iterations: 100, tolerance: 0, device: cpu}}\n"
+                        f"jobs:\n  - name: a\n    input: {photos}\n    recursive: true\n    style: {STARRY}\n")
+    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "run", str(manifest)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and "[1/3]" not in _stderr_so_far(process):
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the first item
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == exit_code, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted by {signal.Signals(signal_number).name}") and "Traceback" not in stderr
+    assert not (tmp_path / "out/.stylize.lock").exists()
+    report = report_of(tmp_path)
+    assert report["finished"] and report["totals"]["interrupted"] == 1
+    statuses = sorted(i["status"] for i in report["items"])
+    assert statuses.count("interrupted") == 1 and set(statuses) <= {"done", "interrupted"}, statuses
+    finished = invoke("run", manifest)
+    assert finished.exit_code == 0, finished.output
+    totals = report_of(tmp_path)["totals"]
+    assert totals["done"] == 3 - statuses.count("done") and totals["skipped"] == statuses.count("done")
+
+
+def _stderr_so_far(process: subprocess.Popen) -> str:
+    """Lines the run has printed so far (its log goes to stderr), read without blocking on the rest."""
+    import select
+
+    text = getattr(process, "_seen", "")
+    while select.select([process.stderr], [], [], 0)[0]:
+        line = process.stderr.readline()
+        if not line:
+            break
+        text += line
+    process._seen = text
+    return text

@@ -24,7 +24,7 @@ class ItemRecord:
     input: str
     style: str
     output: str
-    status: str  # done, skipped or failed
+    status: str  # done, skipped, failed, or interrupted (in flight when the run was stopped)
     seconds: float = 0.0
     iterations: int = 0
     losses: dict[str, float] = field(default_factory=dict)
@@ -66,6 +66,8 @@ class RunReport:
 
     def totals(self) -> dict[str, float]:
         count = {status: sum(r.status == status for r in self.items) for status in ("done", "skipped", "failed")}
+        stopped = sum(r.status == "interrupted" for r in self.items)
+        count.update({"interrupted": stopped} if stopped else {})
         return {"items": len(self.items), **count, "seconds": round(sum(r.seconds for r in self.items), 2)}
 
     @property

@@ -17,7 +17,7 @@ from .backends.local import run_local
 from .events import RunEvents
 from .lock import OutputLock
 from .manifest import Manifest, load_manifest
-from .plan import PlannedItem, prepare
+from .plan import PlanItem, PlannedItem, prepare
 from .report import ItemRecord, RunReport
 
 BACKENDS = ("local", "ray")
@@ -83,12 +83,50 @@ def run_planned(
         for planned_item in planned:
             if planned_item.done:
                 report.add(ItemRecord.skipped(planned_item.item))
-        if backend == "ray" and todo:
-            records = run_on_ray(todo, events, ray_address or manifest.ray_address, workers)
-        else:
-            records = run_local(todo, events, batch_size)
-        for record in records:
-            report.add(record)
-            events.item_finished(record)
+        tracked = _InFlight(events)
+        try:
+            if backend == "ray" and todo:
+                records = run_on_ray(todo, tracked, ray_address or manifest.ray_address, workers)
+            else:
+                records = run_local(todo, tracked, batch_size)
+            for record in records:
+                tracked.finished(record)
+                report.add(record)
+                events.item_finished(record)
+        except KeyboardInterrupt as stop:
+            for item in tracked.items.values():  # video work folders stay, for the rerun to resume
+                report.add(ItemRecord.of(item, "interrupted", error=f"stopped by {getattr(stop, 'signal_name', 'SIGINT')}"))
+            report.finish()
+            raise
         report.finish()
     return report
+
+
+class _InFlight(RunEvents):
+    """Passes every event on, remembering the items started and not yet finished."""
+
+    def __init__(self, events: RunEvents):
+        self.events = events
+        self.items: dict[str, PlanItem] = {}
+
+    def item_started(self, position: int, total: int, item: PlanItem) -> None:
+        self.items[str(item.output)] = item
+        self.events.item_started(position, total, item)
+
+    def finished(self, record: ItemRecord) -> None:
+        self.items.pop(record.output, None)
+
+    def planned(self, items) -> None:
+        self.events.planned(items)
+
+    def progress(self, progress) -> None:
+        self.events.progress(progress)
+
+    def video_progress(self, progress) -> None:
+        self.events.video_progress(progress)
+
+    def item_finished(self, record: ItemRecord) -> None:
+        self.events.item_finished(record)
+
+    def note(self, message: str) -> None:
+        self.events.note(message)
