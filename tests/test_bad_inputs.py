@@ -3,6 +3,8 @@ manifest location, no traceback, before any work, and nothing finished touched."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +108,41 @@ jobs:
         assert fragment in result.output, (fragment, result.output)
     assert invoke("run", manifest).exit_code == 2
     assert not (tmp_path / "out").exists()
+
+
+CLIP = REPO / "samples/realshort.mp4"
+
+
+@pytest.mark.parametrize("command, output, extra, fragment", [
+    ("video", "x.avi", [], "unsupported video format .avi"),
+    ("video", "x.mov", ["--codec", "vp9"], ".mov cannot hold vp9"),
+    ("video", "passwd/x.mp4", [], "is a file, not a folder"),
+    ("image", "x.gif", [], "unsupported output format .gif"),
+    ("image", "passwd/x.jpg", [], "is a file, not a folder"),
+])
+def test_outputs_are_checked_before_any_work(tmp_path, command, output, extra, fragment):
+    (tmp_path / "passwd").write_text("a file where a folder would be\n")
+    source = CLIP if command == "video" else PHOTO
+    line = one_line_error(invoke(command, source, "--style", STARRY, "-o", tmp_path / output, "--size", "32", *extra), fragment)
+    assert str(tmp_path / output) in line  # the user's path, never a temporary one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]  # nothing written, no work folder
+
+
+def test_an_output_dir_under_a_file_is_a_validate_error(tmp_path):
+    (tmp_path / "taken").write_text("")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"output_dir: taken/out\njobs:\n  - name: a\n    input: {PHOTO}\n    style: {STARRY}\n")
+    result = invoke("validate", manifest)
+    assert result.exit_code == 2 and "output_dir" in result.output and "is a file" in result.output
+
+
+@pytest.mark.parametrize("make", ["moov-less clip", "text named .mp4"])
+def test_native_library_noise_never_precedes_the_one_line_error(tmp_path, make):
+    """OpenCV and the FFmpeg inside it write straight to the process's stderr: run the real CLI."""
+    clip = tmp_path / "broken clip; $(x).mp4"
+    clip.write_bytes(CLIP.read_bytes()[:3000] if make == "moov-less clip" else b"hello")
+    done = subprocess.run([sys.executable, str(REPO / "cli.py"), "video", str(clip), "--style", str(STARRY), "-o",
+                           str(tmp_path / "out.mp4")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(clip) in lines[0], done.stderr

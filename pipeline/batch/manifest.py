@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
+from ..media.files import check_destination
 from ..media.images import check_fits_network, load_image
 from ..settings import StyleSettings, VideoSettings, validation_problems
 
@@ -261,11 +262,10 @@ def _check_input(source: Path, where: str, job: Job) -> list[str]:
 
 
 def _check_writable(output_dir: Path) -> list[str]:
-    existing = output_dir
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        return [f"output_dir: {output_dir} is not writable"]
+    try:
+        check_destination(output_dir / "report.json")
+    except InputError as error:
+        return [f"output_dir: {error}"]
     return []
 
 

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
+from ..media.files import check_destination
 from ..media.images import check_fits_network, check_image_output, fit_long_edge, save_image
 from ..settings import Style, StyleSettings
 from .color import ColorPreservation
@@ -101,6 +102,7 @@ def stylize_image_file(content: ImageLike, styles, output: str | Path, settings:
                        quality: int = 95, callback: Callback | None = None) -> StylizeResult:
     """stylize_image, written atomically to `output` (format from its suffix, checked before any work)."""
     check_image_output(output)
+    check_destination(output)
     result = stylize_image(content, styles, settings, callback)
     save_image(result.image, output, quality=quality)
     return result

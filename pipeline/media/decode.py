@@ -15,12 +15,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
 from .ffmpeg import run_ffmpeg
 from .files import require_file
+from .opencv import cv2
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v")
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import EnvironmentProblem, InputError, StylizeError
 from .decode import audio_codec
 from .ffmpeg import ffmpeg_executable, first_error_line, run_ffmpeg
-from .files import partial_path, publish, require_file
+from .files import check_destination, partial_path, publish, require_file
 
 CODECS = ("h264", "h265", "vp9", "prores")
 
@@ -225,7 +225,10 @@ class _Audio:
     codec: list[str]  # the -c:a arguments
 
 
-def _check_settings(output: Path, width: int, height: int, fps: Fraction, codec: str, crf: int) -> None:
+def check_video_output(output: Path, codec: str, crf: int) -> None:
+    """The container, codec and quality agree, the bundled ffmpeg has the encoder, and the
+    destination can be written: all checked before a single frame is stylized."""
+    output = Path(output)
     suffix = output.suffix.lower()
     if suffix not in _CONTAINERS:
         raise InputError(f"unsupported video format {suffix or '(no suffix)'}; use one of {', '.join(_CONTAINERS)}",
@@ -238,12 +241,17 @@ def _check_settings(output: Path, width: int, height: int, fps: Fraction, codec:
     if codec in _CRF_RANGE and not _CRF_RANGE[codec][0] <= crf <= _CRF_RANGE[codec][1]:
         raise InputError(f"crf {crf} is out of range for {codec} ({_CRF_RANGE[codec][0]}-{_CRF_RANGE[codec][1]})",
                          output)
+    check_destination(output)
+    _require_encoder(_ENCODERS[codec], codec)
+
+
+def _check_settings(output: Path, width: int, height: int, fps: Fraction, codec: str, crf: int) -> None:
+    check_video_output(output, codec, crf)
     if width <= 0 or height <= 0 or width % 2 or height % 2:
         raise InputError(f"frame size {width}x{height} must be positive and even (4:2:0/4:2:2 video "
                          f"halves the colour resolution); resize or crop by a pixel", output)
     if fps <= 0:
         raise InputError(f"frame rate must be positive, got {fps}", output)
-    _require_encoder(_ENCODERS[codec], codec)
 
 
 def _plan_audio(suffix: str, source: Path | None, start: float, duration: float | None) -> _Audio | None:

@@ -30,6 +30,20 @@ def require_file(path: str | Path, kind: str = "file") -> Path:
     return path
 
 
+def check_destination(path: str | Path) -> Path:
+    """The folder `path` would be written in exists or can be made, and is writable: checked
+    before any work, and named by the user's path, not a temporary one."""
+    path = Path(path)
+    existing = path.absolute().parent
+    while not existing.exists() and not existing.is_symlink():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot be written: {existing} is a file, not a folder", path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot be written: no permission to write in {existing}", path)
+    return path
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes; "unreadable" lets a key be made and the item fail later with the real reason.
     Remembered per (path, size, modification time): a style shared by a thousand items is read once."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..engine.stylize import as_styles, tensor_key
 from ..engine.tensors import as_tensor
 from ..media.decode import VideoInfo, frame_index, probe_video
+from ..media.encode import check_video_output
 from ..media.files import file_digest
 from ..media.images import check_fits_network, fit_long_edge
 from ..settings import Style, StyleSettings, VideoSettings
@@ -60,6 +61,7 @@ def open_clip(source, styles, output, settings: StyleSettings | None = None, vid
     """Probe the clip and cut it into segments; styles are only loaded when frames are stylized."""
     settings, video = settings or StyleSettings(), video or VideoSettings()
     source, output = Path(source), Path(output)
+    check_video_output(output, video.codec, video.crf)
     info = probe_video(source)
     check_fits_network(info.height, info.width, settings.scale_sizes()[0], source)
     styles = tuple(as_styles(styles))

@@ -7,10 +7,11 @@ so warp(previous, backward) lines the previous frame up with the current one.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..media.opencv import cv2
 
 # Ruder et al. 2016, consistency and motion-boundary tests.
 OCCLUSION_RELATIVE, OCCLUSION_ABSOLUTE = 0.01, 0.5

@@ -10,12 +10,12 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
-import cv2
 import numpy as np
 import torch
 
 from ..engine.tensors import as_tensor
 from ..media.decode import read_frames
+from ..media.opencv import cv2
 from .clip import Clip, Segment
 from .flow import FlowEstimator, reliability_mask, warp, warping_error
 
