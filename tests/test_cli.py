@@ -160,3 +160,27 @@ def test_video_command_writes_a_clip_and_rejects_a_bad_one(tmp_path):
     wrong = invoke("video", clip, "--style", STARRY, "-o", tmp_path / "x.mp4", "--codec", "divx", "--device", "cpu")
     assert wrong.exit_code == 2
     assert_one_line_error(wrong, "codec")
+
+
+def test_a_second_writer_of_one_output_is_refused_naming_the_holder(tmp_path):
+    import json
+    import os
+    import socket
+
+    output = tmp_path / "cat.jpg"
+    (tmp_path / ".cat.jpg.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    refused = invoke("image", PHOTO, "--style", STARRY, "-o", output, *TINY)
+    assert refused.exit_code == 3 and f"pid {os.getpid()}" in refused.output and str(output) in refused.output
+    assert not output.exists()
+
+
+def test_image_and_video_clean_up_what_a_killed_run_left(tmp_path):
+    leftovers = [tmp_path / ".cat.x1y2.partial.jpg", tmp_path / ".clip.ab12.partial.mp4"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"half")
+    (tmp_path / ".cat.jpg.lock").write_text('{"pid": 999999999, "host": "%s"}' % __import__("socket").gethostname())
+    assert invoke("image", PHOTO, "--style", STARRY, "-o", tmp_path / "cat.jpg", *TINY).exit_code == 0
+    clip = invoke("video", REPO / "samples/realshort.mp4", "--style", STARRY, "-o", tmp_path / "clip.mp4",
+                  "--size", "32", "--iterations", "2", "--frame-iterations", "1", "--max-frames", "2")
+    assert clip.exit_code == 0, clip.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.jpg", "clip.mp4"]  # no temporaries, locks or work folder

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..media.files import write_json
+from ..media.files import timestamp, write_json
 from .plan import PlanItem
 
 REPORT_NAME = "report.json"
-
-
-def timestamp() -> str:
-    """Local time with its offset, as every record of a run states it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 @dataclass

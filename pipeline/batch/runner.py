@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..media.files import remove_partials
+from ..media.lock import OutputLock
 from .backends.local import run_local
 from .events import RunEvents
-from .lock import OutputLock
 from .manifest import Manifest, load_manifest
 from .plan import PlanItem, PlannedItem, prepare
 from .report import ItemRecord, RunReport
@@ -76,7 +76,7 @@ def run_planned(
 
         require_ray()  # before the lock: a missing extra is an error, not a run
     report = RunReport(str(manifest.source), manifest.output_dir)
-    with OutputLock(manifest.output_dir) as lock:
+    with OutputLock.for_folder(manifest.output_dir) as lock:
         if lock.took_over:
             events.note(f"took over the lock of a run that is gone (pid {lock.took_over.get('pid')})")
         remove_partials(manifest.output_dir)  # safe: we hold the lock, nobody else writes here

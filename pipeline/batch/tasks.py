@@ -15,7 +15,7 @@ import torch
 from ..engine.memory import MIN_TILE_SIZE, photos_per_batch
 from ..engine.stylize import StylizeResult, stylize_batch
 from ..errors import EnvironmentProblem, StylizeError, describe_error
-from ..media.files import write_json
+from ..media.files import timestamp, write_json
 from ..media.images import displayed_size, fit_long_edge, save_image
 from ..settings import StyleSettings
 from ..version import __version__
@@ -24,7 +24,7 @@ from ..video.clip import Clip, open_clip
 from ..video.join import assemble
 from .events import RunEvents
 from .plan import PlannedItem
-from .report import ItemRecord, timestamp
+from .report import ItemRecord
 
 MAX_BATCH = 16
 

@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..media.files import check_destination
+from ..media.files import check_destination, remove_partials_of
+from ..media.lock import OutputLock
 from ..media.images import check_fits_network, check_image_output, fit_long_edge, save_image
 from ..settings import Style, StyleSettings
 from .color import ColorPreservation
@@ -101,10 +102,13 @@ def stylize_image(content: ImageLike, styles: StyleLike | Sequence[StyleLike], s
 def stylize_image_file(content: ImageLike, styles, output: str | Path, settings: StyleSettings | None = None,
                        quality: int = 95, callback: Callback | None = None) -> StylizeResult:
     """stylize_image, written atomically to `output` (format from its suffix, checked before any work)."""
+    output = Path(output)
     check_image_output(output)
     check_destination(output)
-    result = stylize_image(content, styles, settings, callback)
-    save_image(result.image, output, quality=quality)
+    with OutputLock.for_output(output):
+        remove_partials_of(output)
+        result = stylize_image(content, styles, settings, callback)
+        save_image(result.image, output, quality=quality)
     return result
 
 

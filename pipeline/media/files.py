@@ -5,11 +5,13 @@ rerun after a crash) never sees a half-written file."""
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -97,6 +99,17 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 
 def write_json(path: str | Path, data) -> Path:
     return atomic_write(path, lambda stream: stream.write(json.dumps(data, indent=2, default=str).encode() + b"\n"))
+
+
+def timestamp() -> str:
+    """Local time with its offset, as every record, sidecar and lock states it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def remove_partials_of(output: Path) -> None:
+    """Temporary files an earlier, killed writer of `output` left beside it."""
+    for partial in output.parent.glob(f".{glob.escape(output.stem)}.*{PARTIAL}{glob.escape(output.suffix)}"):
+        partial.unlink(missing_ok=True)
 
 
 def remove_partials(folder: Path) -> None:

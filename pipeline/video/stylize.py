@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..media.files import remove_partials_of
+from ..media.lock import OutputLock
 from ..settings import StyleSettings, VideoSettings
 from .chain import VideoProgress, stylize_segment
 from .clip import open_clip
@@ -26,8 +28,10 @@ def stylize_video(
     callback: Callable[[VideoProgress], None] | None = None,
 ) -> VideoResult:
     """The whole clip here: its segments one after another (one, unless it is longer
-    than segment_frames), then the join."""
+    than segment_frames), then the join, holding the output's lock throughout."""
     clip = open_clip(source, styles, output, settings, video)
-    for segment in clip.segments:
-        stylize_segment(clip, segment, callback)
-    return assemble(clip)
+    with OutputLock.for_output(clip.output):
+        remove_partials_of(clip.output)  # the work folder stays: it is what a rerun resumes
+        for segment in clip.segments:
+            stylize_segment(clip, segment, callback)
+        return assemble(clip)

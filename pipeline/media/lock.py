@@ -1,4 +1,5 @@
-"""One run per output folder: a lock file naming its holder, taken over when the holder is dead."""
+"""One writer per output folder (a manifest run) or per output file (`stylize image`, `stylize
+video`): a lock file naming its holder, taken over when the holder is dead."""
 
 from __future__ import annotations
 
@@ -8,15 +9,24 @@ import socket
 from pathlib import Path
 
 from ..errors import EnvironmentProblem
-from .report import timestamp
+from .files import timestamp
 
 LOCK_NAME = ".stylize.lock"
 
 
 class OutputLock:
-    def __init__(self, output_dir: Path):
-        self.path = output_dir / LOCK_NAME
+    def __init__(self, path: Path, what: Path):
+        self.path = path
+        self.what = what  # the folder or file it keeps to one writer, as the user named it
         self.took_over: dict | None = None  # the dead holder replaced, if any
+
+    @classmethod
+    def for_folder(cls, folder: Path) -> "OutputLock":
+        return cls(folder / LOCK_NAME, folder)
+
+    @classmethod
+    def for_output(cls, output: Path) -> "OutputLock":
+        return cls(output.with_name(f".{output.name}.lock"), output)
 
     def __enter__(self) -> "OutputLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +40,7 @@ class OutputLock:
                 holder = self._holder()
                 if not _is_dead(holder):
                     raise EnvironmentProblem(
-                        f"{self.path.parent} is in use by another stylize run (pid {holder.get('pid')} on "
+                        f"{self.what} is in use by another stylize run (pid {holder.get('pid')} on "
                         f"{holder.get('host')}, since {holder.get('started')}); wait for it, or delete {self.path} if it is gone"
                     ) from None
                 self.took_over = holder
