@@ -3,6 +3,7 @@ manifest location, no traceback, before any work, and nothing finished touched."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,48 @@ def test_native_library_noise_never_precedes_the_one_line_error(tmp_path, make):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and str(clip) in lines[0], done.stderr
+
+
+def _spoil(kind: str, photos: Path, manifest: Path) -> str:
+    """Add one bad thing to a folder whose outputs are finished; the fragment its error names."""
+    if kind == "collision":
+        Image.open(photos / "a.jpg").save(photos / "a.png")
+        return "both write"
+    if kind == "thin photo":
+        Image.new("RGB", (3000, 12)).save(photos / "thin strip.png")
+        return "thin strip.png"
+    if kind == "bomb":
+        Image.new("L", (10000, 10000)).save(photos / "-bomb.png")
+        return "-bomb.png"
+    if kind == "bad yaml":
+        manifest.write_text(manifest.read_text() + "  - name: [unclosed\n")
+        return "not valid YAML"
+    manifest.write_text(manifest.read_text().replace("name: a", "name: '..'"))  # traversal
+    return "outside output_dir"
+
+
+@pytest.mark.parametrize("kind", ["collision", "thin photo", "bomb", "bad yaml", "traversal"])
+def test_bad_input_added_later_is_refused_and_finished_outputs_keep_their_bytes(tmp_path, kind):
+    """validate refuses each (exit 2); run refuses the manifest-wide ones before any work (exit 2) and
+    records a bad photo as that item's failure while the night goes on (exit 1)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(PHOTO).resize((48, 32)).save(photos / "a.jpg")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"output_dir: out\ndefaults: {{size: 32, iterations: 2, device: cpu}}\n"
+                        f"jobs:\n  - name: a\n    input: {photos}\n    style: {STARRY}\n")
+    assert invoke("run", manifest).exit_code == 0
+    finished = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    fragment = _spoil(kind, photos, manifest)
+    checked = invoke("validate", manifest)
+    assert checked.exit_code == 2 and fragment in checked.output and "Traceback" not in checked.output, checked.output
+    ran = invoke("run", manifest)
+    assert "Traceback" not in ran.output and "Warning" not in ran.output
+    if kind in ("thin photo", "bomb"):
+        assert ran.exit_code == 1
+        failed = [i for i in json.loads((tmp_path / "out/report.json").read_text())["items"] if i["status"] == "failed"]
+        assert len(failed) == 1 and fragment in failed[0]["error"]
+    else:
+        assert ran.exit_code == 2 and fragment in ran.output, ran.output
+    after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != "report.json"}
+    assert {p: data for p, data in finished.items() if p.name != "report.json"} == after

@@ -276,14 +276,14 @@ def test_same_sized_photos_run_as_one_batch_each_with_its_own_loss(tmp_path, pho
 @pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_record_the_item_in_flight_release_the_lock_and_a_rerun_finishes(tmp_path, photos, signal_number, exit_code):
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(f"output_dir: out\ndefaults: {{size: 32, iterations: 100, tolerance: 0, device: cpu}}\n"
+    manifest.write_text(f"output_dir: out\ndefaults: {{size: 32, iterations: 60, tolerance: 0, device: cpu}}\n"
                         f"jobs:\n  - name: a\n    input: {photos}\n    recursive: true\n    style: {STARRY}\n")
     process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "run", str(manifest)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and "[1/3]" not in _stderr_so_far(process):
         time.sleep(0.05)
-    time.sleep(0.5)  # into the first item
+    time.sleep(0.3)  # into the first item
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == exit_code, stderr

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,12 +25,10 @@ def load_image(path: str | Path) -> Image.Image:
     Images over the pixel budget are refused from their header, before decoding."""
     path = require_file(path, "an image file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own budget below says it in one line
-            with Image.open(path) as opened:
-                _check_pixel_budget(opened.size, path)
-                opened.load()
-                return _as_rgb(ImageOps.exif_transpose(opened))
+        with _opened(path) as opened:
+            _check_pixel_budget(opened.size, path)
+            opened.load()
+            return _as_rgb(ImageOps.exif_transpose(opened))
     except UnidentifiedImageError:
         raise InputError("not a readable image (unsupported format or not an image)", path) from None
     except Image.DecompressionBombError:
@@ -67,9 +67,18 @@ def check_fits_network(height: int, width: int, long_edge: int, what: str | Path
 
 def displayed_size(path: str | Path) -> tuple[int, int]:
     """(height, width) as shown (EXIF orientation applied), from the header alone."""
-    with Image.open(path) as image:
+    with _opened(path) as image:
         width, height = ImageOps.exif_transpose(image).size
     return height, width
+
+
+@contextlib.contextmanager
+def _opened(path: str | Path) -> Iterator[Image.Image]:
+    """PIL's own decompression-bomb warning silenced: our pixel budget says it in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            yield image
 
 
 def fit_long_edge(height: int, width: int, long_edge: int) -> tuple[int, int]:
