@@ -97,6 +97,10 @@ class StyleSettings(BaseModel):
             return 1
         return 2 + max(0, math.ceil(math.log2(self.size / AUTO_SCALE_BASE)))
 
+    def style_edge(self, content_edge: int) -> int:
+        """Long edge of the style image against a content of this long edge."""
+        return max(1, round(content_edge * self.style_scale))
+
     def tolerance_at(self, level: int) -> float:
         """Levels before the last only prepare its start, so they stop sooner."""
         return self.tolerance if level == len(self.scale_sizes()) - 1 else self.tolerance * COARSE_TOLERANCE_FACTOR

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
-from ..media.files import check_destination
+from ..media.files import check_destination, is_glob
 from ..media.images import check_fits_network, load_image
 from ..settings import StyleSettings, VideoSettings, validation_problems
 
@@ -162,7 +162,7 @@ def check_style_files(manifest: Manifest) -> list[str]:
     """Every style file must exist, decode, and be thick enough for VGG19 at the job's coarsest level."""
     problems = []
     for plan in manifest.jobs:
-        long_edge = max(1, round(plan.settings.scale_sizes()[0] * plan.settings.style_scale))
+        long_edge = plan.settings.style_edge(plan.settings.scale_sizes()[0])
         for where, ref in _style_locations(plan):
             try:
                 path = manifest.resolve(ref.path)
@@ -249,13 +249,8 @@ def _mapping(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def is_pattern(text: str) -> bool:
-    """Whether a job's input is a glob rather than a file or folder."""
-    return any(char in text for char in "*?[")
-
-
 def _check_input(source: Path, where: str, job: Job) -> list[str]:
-    if is_pattern(job.input):
+    if is_glob(job.input):
         return []  # a glob may match nothing yet; planning reports that
     path = _resolve(source, job.input)
     return [] if path.exists() else [f"{where}.input: {path} does not exist"]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..media.decode import VIDEO_SUFFIXES, probe_video
-from ..media.files import file_digest, glob_files, walk_files
+from ..media.files import file_digest, glob_files, is_glob, walk_files
 from ..media.images import IMAGE_SUFFIXES, check_fits_network, load_image
 from ..settings import Style, StyleSettings, VideoSettings
-from .manifest import JobPlan, Manifest, ManifestError, check_style_files, is_pattern, parse_manifest
+from .manifest import JobPlan, Manifest, ManifestError, check_style_files, parse_manifest
 
 KEY_VERSION = 1
 
@@ -111,7 +111,7 @@ def expand_input(manifest: Manifest, job_plan: JobPlan) -> list[tuple[Path, Path
     """Content files of a job with their paths relative to the input folder. Symlinked folders
     are not followed, hidden files are passed over, and nothing under output_dir is an input."""
     job, where = job_plan.job, f"jobs[{job_plan.index}].input"
-    if is_pattern(job.input):
+    if is_glob(job.input):
         base, found = glob_files(str(manifest.resolve(job.input)), job.recursive, prune=manifest.output_dir)
     else:
         base = manifest.resolve(job.input)
@@ -155,7 +155,7 @@ def validate_manifest(path: str | Path) -> list[str]:
     manifest, found = parse_manifest(path)
     problems = [f"{manifest.source}: {p}" for p in found + check_style_files(manifest)]
     for job_plan in manifest.jobs:
-        if not is_pattern(job_plan.job.input) and not manifest.resolve(job_plan.job.input).exists():
+        if not is_glob(job_plan.job.input) and not manifest.resolve(job_plan.job.input).exists():
             continue  # already reported
         try:
             contents = expand_input(manifest, job_plan)

@@ -102,12 +102,16 @@ def run_planned(
     return report
 
 
-class _InFlight(RunEvents):
-    """Passes every event on, remembering the items started and not yet finished."""
+class _InFlight:
+    """The caller's events, remembering the items started and not yet finished; every other
+    event passes through untouched, so a new kind of event can never be dropped here."""
 
     def __init__(self, events: RunEvents):
         self.events = events
         self.items: dict[str, PlanItem] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.events, name)
 
     def item_started(self, position: int, total: int, item: PlanItem) -> None:
         self.items[str(item.output)] = item
@@ -115,18 +119,3 @@ class _InFlight(RunEvents):
 
     def finished(self, record: ItemRecord) -> None:
         self.items.pop(record.output, None)
-
-    def planned(self, items) -> None:
-        self.events.planned(items)
-
-    def progress(self, progress) -> None:
-        self.events.progress(progress)
-
-    def video_progress(self, progress) -> None:
-        self.events.video_progress(progress)
-
-    def item_finished(self, record: ItemRecord) -> None:
-        self.events.item_finished(record)
-
-    def note(self, message: str) -> None:
-        self.events.note(message)

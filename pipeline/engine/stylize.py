@@ -119,7 +119,7 @@ def stylize_batch(contents: Sequence[ImageLike], styles, settings: StyleSettings
     transfer = _Transfer(settings, styles, callback)
     full = _stack_same_size(contents, settings)
     levels = settings.scale_sizes()
-    _check_fits_network(contents, full, transfer.styles, levels[0], settings.style_scale)
+    _check_fits_network(contents, full, transfer.styles, levels[0], settings)
     done: Optimized | None = None
     sizes: list[tuple[int, int]] = []
     for index, long_edge in enumerate(levels):
@@ -249,7 +249,7 @@ class _Transfer:
             # Colour modes recolour the style after each content: one target per image.
             per_image = [self.style_grams(content[i : i + 1]) for i in range(content.shape[0])]
             return {name: torch.cat([grams[name] for grams in per_image]) for name in self.settings.style_layers}
-        long_edge = max(1, round(max(content.shape[-2:]) * self.settings.style_scale))
+        long_edge = self.settings.style_edge(max(content.shape[-2:]))
         blended: Grams = {}
         for style in self.styles:
             grams = self._grams_of(style, long_edge, content)
@@ -306,13 +306,13 @@ def _stack_same_size(contents: Sequence[ImageLike], settings: StyleSettings) -> 
     return torch.cat(tensors)
 
 
-def _check_fits_network(contents, stacked: torch.Tensor, styles: list[PreparedStyle], coarsest: int, style_scale: float) -> None:
+def _check_fits_network(contents, stacked: torch.Tensor, styles: list[PreparedStyle], coarsest: int, settings: StyleSettings) -> None:
     """Refuse, before any work, a content or style too thin for VGG19 at the coarsest level."""
     for number, content in enumerate(contents, start=1):
         name = content if isinstance(content, (str, Path)) else f"content {number}"
         check_fits_network(*stacked.shape[-2:], coarsest, name)
     for style in styles:
-        check_fits_network(*style.tensor.shape[-2:], max(1, round(coarsest * style_scale)), style.name)
+        check_fits_network(*style.tensor.shape[-2:], settings.style_edge(coarsest), style.name)
 
 
 def _is_single_style(styles) -> bool:

@@ -18,6 +18,7 @@ from typing import BinaryIO, Callable, Iterator
 from ..errors import InputError
 
 PARTIAL = ".partial"  # marks temporary files; a run removes leftovers of killed runs
+GLOB_CHARS = "*?["
 
 
 def require_file(path: str | Path, kind: str = "file") -> Path:
@@ -131,14 +132,20 @@ def walk_files(root: Path, recursive: bool, hidden: bool = False, prune: Path | 
                 yield Path(folder, name)
 
 
+def is_glob(text: str) -> bool:
+    """Whether a path is a glob pattern rather than a file or folder."""
+    return any(char in text for char in GLOB_CHARS)
+
+
 def glob_files(pattern: str, recursive: bool, prune: Path | None = None) -> tuple[Path, list[Path]]:
     """The folder a glob starts from and the files it matches, walked as `walk_files` does.
     `**` spans folders when `recursive`, else it is `*`; `*`, `?` and `[...]` stay inside one name."""
-    magic = min(i for i, char in enumerate(pattern) if char in "*?[")
+    magic = min(i for i, char in enumerate(pattern) if char in GLOB_CHARS)
     base = Path(pattern[:magic]) if pattern[:magic].endswith(os.sep) else Path(pattern[:magic]).parent
-    rest = _glob_regex(os.path.relpath(pattern, base).replace(os.sep, "/"), recursive)
-    deep = recursive and "**" in pattern or "/" in os.path.relpath(pattern, base).replace(os.sep, "/")
-    found = [path for path in walk_files(base, deep, prune=prune) if rest.fullmatch(path.relative_to(base).as_posix())]
+    rest = os.path.relpath(pattern, base).replace(os.sep, "/")
+    matches = _glob_regex(rest, recursive).fullmatch
+    deep = "/" in rest or (recursive and "**" in rest)
+    found = [path for path in walk_files(base, deep, prune=prune) if matches(path.relative_to(base).as_posix())]
     return base, found
 
 

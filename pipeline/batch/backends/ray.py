@@ -1,6 +1,6 @@
 """The Ray backend: the same items as a local run, each run by one of a few long-lived
 workers (an actor per GPU, holding the loaded VGG19 and its style cache) that the
-driver keeps busy one item at a time. Long clips are cut into segments that run in
+driver keeps busy one task at a time (the tasks of batch/tasks.py, run by the same `execute`). Long clips are cut into segments that run in
 parallel, then joined by one more task. A worker that dies takes its item back to the
 queue, up to MAX_ATTEMPTS; an item that fails for its own reasons fails once.
 
