@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench clean screenshots
 
 setup: $(STAMP)
 
@@ -27,3 +27,7 @@ clean:
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# The README's pictures of the studio and report.html, taken by the browser tests.
+screenshots: setup
+	SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -m browser

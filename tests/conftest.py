@@ -21,6 +21,8 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["browser"]  # the `browser` and `page` fixtures: Debian chromium via Playwright
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
