@@ -43,6 +43,7 @@ ContentWeight = Annotated[Optional[float], typer.Option(help=f"{_default('conten
 StyleWeight = Annotated[Optional[float], typer.Option(help=f"{_default('style_weight')}")]
 PreserveColor = Annotated[Optional[str], typer.Option(help=f"none, luminance or histogram {_default('preserve_color')}")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="only errors and the result")]
+Preset = Annotated[Optional[str], typer.Option(help="preview, default or hq (configs/presets): its settings, under the options given")]
 
 
 class Display(RunEvents):
@@ -135,9 +136,11 @@ def _parse_style(spec: str) -> Style:
     return Style(Path(spec))
 
 
-def _settings(**options) -> StyleSettings:
+def _settings(preset: str | None = None, **options) -> StyleSettings:
+    from pipeline.batch.manifest import settings_with_preset
+
     given = {name: value for name, value in options.items() if value is not None}
-    return settings_from(given, "option")
+    return settings_with_preset(preset, given)
 
 
 
@@ -164,6 +167,7 @@ def image(
     content: Annotated[Path, typer.Argument(help="photo to repaint")],
     style: StyleSpecs,
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the result (.jpg, .png, .webp, ...)")],
+    preset: Preset = None,
     size: Size = None,
     iterations: Optional[int] = typer.Option(None, help=f"steps at the first scale {_default('iterations')}"),
     scales: Optional[int] = typer.Option(None, help="coarse-to-fine levels [default: auto]"),
@@ -192,7 +196,7 @@ def image(
 
     options = {k: v for k, v in locals().items() if k in StyleSettings.model_fields}
     with _reported(f"{output} was not written"):
-        settings = _settings(**options)
+        settings = _settings(preset, **options)
         with Display(quiet) as display:
             result = stylize_image_file(content, [_parse_style(s) for s in style], output, settings, quality, display.progress)
     if not quiet:
@@ -206,6 +210,7 @@ def video(
     source: Annotated[Path, typer.Argument(help="clip to repaint (mp4, mov, mkv, webm, avi, gif)")],
     style: StyleSpecs,
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the clip (.mp4, .mov, .mkv, .webm)")],
+    preset: Preset = None,
     size: Size = None,
     iterations: Optional[int] = typer.Option(None, help=f"steps for the first frame {_default('iterations')}"),
     frame_iterations: Optional[int] = typer.Option(None, help=f"steps for each later frame [default: {VIDEO_DEFAULTS.frame_iterations}]"),
@@ -231,7 +236,7 @@ def video(
 
     given = {k: v for k, v in locals().items() if v is not None}
     with _reported("the frames done are kept beside the output; the same command resumes from there"):
-        settings = _settings(**{k: v for k, v in given.items() if k in StyleSettings.model_fields})
+        settings = _settings(preset, **{k: v for k, v in given.items() if k in StyleSettings.model_fields})
         video_settings = settings_from({k: v for k, v in given.items() if k in VideoSettings.model_fields}, "option", VideoSettings)
         with Display(quiet) as display:
             result = stylize_video(source, [_parse_style(s) for s in style], output, settings, video_settings, display.video_progress)
@@ -284,6 +289,29 @@ def validate(manifest: Path = typer.Argument(..., help="YAML manifest")):
     if problems:
         raise typer.Exit(EXIT_USAGE)
     out.print(f"{manifest}: ok")
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="address to listen on [default: 127.0.0.1]; any other lets other machines use this one"),
+    port: int = typer.Option(0, min=0, max=65535, help="port [default: a free one, printed]"),
+    output_dir: Path = typer.Option(Path("studio"), help="where uploads and results are kept"),
+    styles: Optional[Path] = typer.Option(None, help="style library: a folder of paintings [default: the bundled ones]"),
+    runs: Optional[list[Path]] = typer.Option(None, "--runs", help="a run's output folder (or a folder of them) to read in the Runs tab; repeatable"),
+    device: str = typer.Option(DEFAULTS.device, help="auto, cpu, cuda, cuda:N"),
+    max_upload_mb: int = typer.Option(200, min=1, help="largest upload accepted"),
+):
+    """The studio: a local web page to try styles on a photo or clip and read runs' reports."""
+    import os
+
+    from pipeline.studio.folders import BUNDLED_STYLES, StudioFolders
+    from pipeline.studio.server import serve as serve_studio
+
+    folders = StudioFolders(output_dir, styles or BUNDLED_STYLES, tuple(runs or ()))
+    chosen = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    with _reported("the studio stopped"):
+        serve_studio(folders, chosen, port, device, max_upload_mb, host_from_option=host is not None,
+                     announce=lambda line: out.print(line, markup=False))
 
 
 def _work_done(record) -> str:

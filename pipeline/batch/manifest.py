@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import InputError
 from ..media.files import check_destination, is_glob
 from ..media.images import check_fits_network, load_image
-from ..settings import StyleSettings, VideoSettings, validation_problems
+from ..settings import StyleSettings, VideoSettings, settings_from, validation_problems
 
 OutputFormat = Literal["jpg", "png", "webp"]
 Backend = Literal["local", "ray"]
@@ -201,9 +201,9 @@ def _parse_job(source: Path, index: int, raw: dict, defaults: dict, base: dict) 
     problems += [f"{where}.{key}: unknown key (not a job key nor a stylization setting)" for key in unknown]
     own = {key: value for key, value in own.items() if key not in unknown}
     preset = raw.get("preset")
-    found = _preset(source, preset) if isinstance(preset, str) and preset else {}
+    found = find_preset(preset, source) if isinstance(preset, str) and preset else {}
     if found is None:
-        problems.append(f"{where}.preset: no preset named {preset!r} ({_preset_hint(source)})")
+        problems.append(f"{where}.preset: no preset named {preset!r} ({preset_hint(source)})")
     job_values = {**(found or {}), **own}
     settings = StyleSettings()  # a stand-in when the job's own are invalid, so its files can still be checked
     try:
@@ -230,9 +230,9 @@ def _check_defaults(source: Path, defaults: dict) -> tuple[list[str], dict]:
     allowed = set(StyleSettings.model_fields) | OUTPUT_KEYS | {"preset", "video"}
     problems = [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
     preset = defaults.get("preset")
-    found = _preset(source, preset) if isinstance(preset, str) and preset else {}
+    found = find_preset(preset, source) if isinstance(preset, str) and preset else {}
     if found is None:
-        problems.append(f"defaults.preset: no preset named {preset!r} ({_preset_hint(source)})")
+        problems.append(f"defaults.preset: no preset named {preset!r} ({preset_hint(source)})")
     base = {**(found or {}), **{key: value for key, value in defaults.items() if key in StyleSettings.model_fields}}
     try:
         StyleSettings(**base)
@@ -275,17 +275,35 @@ def _style_locations(plan: JobPlan):
                 yield (f"{where}.styles[{k}][{i}].path" if len(style_set) > 1 else f"{where}.styles[{k}]"), ref
 
 
-def _preset(source: Path, name: str) -> dict | None:
-    for folder in (source.parent / "presets", *PRESET_DIRS):
+def find_preset(name: str, beside: Path | None = None) -> dict | None:
+    """A preset's settings: from a `presets/` folder beside `beside` (a manifest) first,
+    then the bundled ones; None when there is no such preset."""
+    for folder in _preset_folders(beside):
         path = folder / f"{name}.yaml"
         if path.is_file():
             return yaml.safe_load(path.read_text()) or {}
     return None
 
 
-def _preset_hint(source: Path) -> str:
-    names = sorted({p.stem for folder in (source.parent / "presets", *PRESET_DIRS) if folder.is_dir() for p in folder.glob("*.yaml")})
+def settings_with_preset(preset: str | None, given: dict, where: str = "option") -> StyleSettings:
+    """A bundled preset's settings (none: the library's defaults) under the values given."""
+    values = find_preset(preset) if preset else {}
+    if values is None:
+        raise InputError(f"{where} preset: no preset named {preset!r} ({preset_hint()})")
+    return settings_from({**values, **given}, where)
+
+
+def preset_names(beside: Path | None = None) -> list[str]:
+    return sorted({p.stem for folder in _preset_folders(beside) if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+def preset_hint(beside: Path | None = None) -> str:
+    names = preset_names(beside)
     return f"available: {', '.join(names)}" if names else "no presets folder found"
+
+
+def _preset_folders(beside: Path | None) -> tuple[Path, ...]:
+    return ((beside.parent / "presets",) if beside else ()) + PRESET_DIRS
 
 
 def _resolve(source: Path, path: str | Path) -> Path:

@@ -78,3 +78,11 @@ def tune_backends(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+
+
+def gpu_memory_note() -> str | None:
+    """Memory this process holds on its CUDA device (now, and at most), or None where it uses none."""
+    if not torch.cuda.is_initialized():
+        return None
+    gib = 2**30
+    return f"GPU memory {torch.cuda.memory_allocated() / gib:.2f} GiB (peak {torch.cuda.max_memory_allocated() / gib:.2f} GiB)"

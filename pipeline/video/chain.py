@@ -4,6 +4,7 @@ held to it by a temporal loss where the flow is reliable."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -27,6 +28,11 @@ class VideoProgress:
     elapsed: float
     frames_per_second: float
     resumed_from: int
+    image: np.ndarray | None = None  # the frame just stylized, HxWx3 uint8, for a live view
+
+    def portable(self) -> "VideoProgress":
+        """A light copy for another process: no frame."""
+        return dataclasses.replace(self, image=None)
 
 
 def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgress], None] | None = None) -> int:
@@ -53,7 +59,7 @@ def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgr
         if callback:
             elapsed = time.perf_counter() - began
             done = work.frames_done - work.resumed_from
-            callback(VideoProgress(frame.index + 1, clip.info.frame_count_hint, elapsed, done / max(elapsed, 1e-9), work.resumed_from))
+            callback(VideoProgress(frame.index + 1, clip.info.frame_count_hint, elapsed, done / max(elapsed, 1e-9), work.resumed_from, pixels))
     work.finish()
     return work.frames_done
 

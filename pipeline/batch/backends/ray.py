@@ -95,7 +95,7 @@ class _ForwardedEvents(RunEvents):
 
     def video_progress(self, progress) -> None:
         if self._due():
-            self._send("video_progress", progress)
+            self._send("video_progress", progress.portable())
 
     def note(self, message: str) -> None:
         self._send("note", message)

@@ -1,0 +1,223 @@
+"""The studio's page (Gradio): the Image, Video and Runs tabs. It parses what the user gave,
+calls `jobs`, and shows the snapshots it streams; the work happens in the library."""
+
+from __future__ import annotations
+
+import html
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+
+from ..errors import StylizeError
+from ..settings import Style
+from .commands import Recipe
+from .folders import REPORT_HTML, StudioFolders
+from .jobs import Cancelled, ClipOutcome, LiveJob, PhotoOutcome, Snapshot, stylize_clip, stylize_photo
+
+PRESETS = ("preview", "default", "hq")
+COLOUR_MODES = ("none", "luminance", "histogram")
+DEVICE_QUEUE = "device"  # every stylization shares one slot: one job at a time on the GPU
+TITLE = "stylize studio"
+
+
+def build_page(folders: StudioFolders, device: str = "auto") -> gr.Blocks:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
+        gr.Markdown(f"# {TITLE}\nRepaint a photo or a clip in the style of paintings (Gatys et al.; "
+                    "video steadied by optical flow, Ruder et al.). One job runs at a time; others wait their turn.")
+        with gr.Tab("Image", id="image"):
+            _image_tab(folders, device)
+        with gr.Tab("Video", id="video"):
+            _video_tab(folders, device)
+        with gr.Tab("Runs", id="runs"):
+            _runs_tab(folders)
+    return page
+
+
+class _StyleControls:
+    """Paintings from the library (click a thumbnail to add it) or uploaded, each with a
+    blend weight. The table names styles; only the server maps names to files, so the page
+    can never point a job at a path of its choosing."""
+
+    def __init__(self, folders: StudioFolders, prefix: str):
+        self.folders = folders
+        library = {path.stem: str(path) for path in folders.library()}
+        self.known = gr.State(library)  # name -> file: the library and this session's uploads
+        with gr.Group():
+            self.gallery = gr.Gallery([(path, name) for name, path in library.items()], label="Style library: click to add",
+                                      columns=6, height=170, allow_preview=False, elem_id=f"{prefix}-library")
+            self.upload = gr.File(file_count="multiple", file_types=["image"], label="…or upload paintings", height=90,
+                                  elem_id=f"{prefix}-style-upload")
+            self.table = gr.Dataframe([[next(iter(library))] + [1.0]] if library else None, headers=["style", "weight"],
+                                      datatype=["str", "number"], type="array", column_count=2, interactive=True,
+                                      label="Styles and blend weights (weight 0 leaves one out)", elem_id=f"{prefix}-styles")
+            clear = gr.Button("Clear styles", size="sm")
+        self.gallery.select(self._add_library, [self.table, self.known], self.table)
+        self.upload.upload(self._add_uploads, [self.upload, self.table, self.known], [self.table, self.known, self.upload])
+        clear.click(lambda: [], None, self.table)
+
+    @staticmethod
+    def _add_library(rows, known, selected: gr.SelectData):
+        name = list(known)[selected.index]
+        return _rows(rows) + [[name, 1.0]]
+
+    def _add_uploads(self, files, rows, known):
+        known = dict(known)
+        added = []
+        for file in files or []:
+            kept = self.folders.keep_upload(file)
+            name = _free_name(Path(file).stem, str(kept), known)
+            known[name] = str(kept)
+            added.append([name, 1.0])
+        return _rows(rows) + added, known, None
+
+    @staticmethod
+    def styles(rows, known) -> tuple[Style, ...]:
+        chosen = []
+        for name, weight in _rows(rows):
+            if name not in known:
+                raise gr.Error(f"style {name!r} is not in the library or the uploads: pick or upload it again")
+            if weight is None or float(weight) < 0:
+                raise gr.Error(f"style {name!r}: the weight must be a number, 0 or more")
+            if float(weight) > 0:
+                chosen.append(Style(Path(known[name]), float(weight)))
+        if not chosen:
+            raise gr.Error("choose at least one style: click a painting in the library or upload one")
+        return tuple(chosen)
+
+
+def _free_name(stem: str, path: str, known: dict) -> str:
+    """The upload's own name, numbered when another file already has it."""
+    names = (stem if n == 0 else f"{stem}-{n}" for n in range(len(known) + 1))
+    return next(name for name in names if known.get(name, path) == path)
+
+
+def _rows(rows) -> list[list]:
+    """The table's non-empty rows (Gradio hands an empty table over as one blank row)."""
+    return [list(row[:2]) for row in (rows or []) if row and row[0] not in (None, "")]
+
+
+def _settings_controls(prefix: str):
+    with gr.Row():
+        preset = gr.Radio(list(PRESETS), value="preview", label="Preset", elem_id=f"{prefix}-preset")
+        colour = gr.Radio(list(COLOUR_MODES), value="none", label="Keep the photo's colours", elem_id=f"{prefix}-colour")
+    with gr.Row():
+        size = gr.Number(None, precision=0, minimum=16, label="Size: long edge in px (blank: the preset's)", elem_id=f"{prefix}-size")
+        steps = gr.Number(None, precision=0, minimum=1, label="Steps (blank: the preset's)", elem_id=f"{prefix}-steps")
+        seed = gr.Number(0, precision=0, label="Seed", elem_id=f"{prefix}-seed")
+    return preset, colour, size, steps, seed
+
+
+def _recipe(styles, preset, colour, size, steps, seed, device, frame_iterations=None) -> Recipe:
+    return Recipe(styles, preset, _count(size), _count(steps), colour, int(seed or 0), device, _count(frame_iterations))
+
+
+def _count(value) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def _status(snapshot: Snapshot) -> str:
+    return (f'<div class="job-status"><progress max="1" value="{snapshot.fraction:.3f}"></progress>'
+            f"<span>{html.escape(snapshot.status)}</span></div>")
+
+
+async def _stream(work):
+    """A job's snapshots and outcome; errors as the page's one-line message."""
+    try:
+        async for update in LiveJob(work).updates():
+            yield update
+    except StylizeError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    except Cancelled:
+        return
+
+
+def _image_tab(folders: StudioFolders, device: str) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            content = gr.Image(type="filepath", label="Photo", sources=["upload"], height=260, elem_id="image-content")
+            styles = _StyleControls(folders, "image")
+            preset, colour, size, steps, seed = _settings_controls("image")
+            with gr.Row():
+                run = gr.Button("Stylize", variant="primary", elem_id="image-run")
+                stop = gr.Button("Cancel", elem_id="image-cancel")
+        with gr.Column(scale=1):
+            status = gr.HTML(elem_id="image-status")
+            result = gr.Image(label="Result", interactive=False, format="png", height=420, elem_id="image-result")
+            download = gr.DownloadButton("Download", visible=False, elem_id="image-download")
+            summary = gr.Markdown(elem_id="image-summary")
+            command = gr.Code(label="The same from a terminal", language="shell", lines=2, wrap_lines=True, elem_id="image-command")
+            job = gr.Code(label="The same as a manifest job", language="yaml", lines=6, elem_id="image-job")
+
+    async def stylize(photo, rows, known, preset, colour, size, steps, seed):
+        if not photo:
+            raise gr.Error("upload a photo first")
+        recipe = _recipe(_StyleControls.styles(rows, known), preset, colour, size, steps, seed, device)
+        async for update in _stream(partial(stylize_photo, Path(photo), recipe, folders)):
+            if isinstance(update, Snapshot):
+                yield {status: _status(update), result: gr.skip() if update.preview is None else update.preview}
+            elif isinstance(update, PhotoOutcome):
+                yield {status: _status(Snapshot(1.0, "done")), result: str(update.output), summary: update.summary,
+                       download: gr.DownloadButton(value=str(update.output), visible=True),
+                       command: update.command, job: update.manifest_job}
+
+    event = run.click(stylize, [content, styles.table, styles.known, preset, colour, size, steps, seed],
+                      [status, result, download, summary, command, job], concurrency_limit=1,
+                      concurrency_id=DEVICE_QUEUE, show_progress_on=[status])
+    stop.click(None, None, None, cancels=[event])
+
+
+def _video_tab(folders: StudioFolders, device: str) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            clip = gr.Video(label="Clip", sources=["upload"], height=260, elem_id="video-clip")
+            styles = _StyleControls(folders, "video")
+            preset, colour, size, steps, seed = _settings_controls("video")
+            frame_steps = gr.Number(None, precision=0, minimum=0, label="Steps for each frame after the first (blank: default)",
+                                    elem_id="video-frame-steps")
+            with gr.Row():
+                run = gr.Button("Stylize", variant="primary", elem_id="video-run")
+                stop = gr.Button("Cancel", elem_id="video-cancel")
+        with gr.Column(scale=1):
+            status = gr.HTML(elem_id="video-status")
+            strip = gr.Gallery(label="Latest frames", columns=6, height=140, allow_preview=False, elem_id="video-strip")
+            result = gr.Video(label="Result", interactive=False, elem_id="video-result")
+            summary = gr.Markdown(elem_id="video-summary")
+            command = gr.Code(label="The same from a terminal", language="shell", lines=2, wrap_lines=True, elem_id="video-command")
+            job = gr.Code(label="The same as a manifest job", language="yaml", lines=6, elem_id="video-job")
+
+    async def stylize(source, rows, known, preset, colour, size, steps, seed, frame_steps):
+        if not source:
+            raise gr.Error("upload a clip first")
+        recipe = _recipe(_StyleControls.styles(rows, known), preset, colour, size, steps, seed, device, frame_steps)
+        async for update in _stream(partial(stylize_clip, Path(source), recipe, folders)):
+            if isinstance(update, Snapshot):
+                yield {status: _status(update), strip: gr.skip() if update.strip is None else update.strip}
+            elif isinstance(update, ClipOutcome):
+                yield {status: _status(Snapshot(1.0, "done")), result: str(update.output), summary: update.summary,
+                       command: update.command, job: update.manifest_job}
+
+    event = run.click(stylize, [clip, styles.table, styles.known, preset, colour, size, steps, seed, frame_steps],
+                      [status, strip, result, summary, command, job], concurrency_limit=1,
+                      concurrency_id=DEVICE_QUEUE, show_progress_on=[status])
+    stop.click(None, None, None, cancels=[event])
+
+
+def _runs_tab(folders: StudioFolders) -> None:
+    def choices():
+        return [(str(path), index) for index, path in enumerate(folders.run_folders())]
+
+    def show(run):
+        if run is None:
+            return "<p>No run chosen. Start the studio with <code>--runs DIR</code> to read nightly runs here.</p>"
+        path = folders.run_folders()[int(run)]
+        if not (path / REPORT_HTML).is_file():
+            return f"<p>{html.escape(str(path))} has no {REPORT_HTML} yet: it is written after each item of a run.</p>"
+        return f'<iframe id="run-report" src="/runs/{int(run)}/{REPORT_HTML}" style="width:100%;height:80vh;border:0"></iframe>'
+
+    with gr.Row():
+        run = gr.Dropdown(choices(), label="Run folder", elem_id="runs-choice", scale=4)
+        refresh = gr.Button("Refresh", scale=1)
+    report = gr.HTML(show(None), elem_id="runs-report")
+    run.change(show, run, report)
+    refresh.click(lambda: gr.Dropdown(choices=choices()), None, run)

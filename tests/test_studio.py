@@ -1,0 +1,264 @@
+"""The studio (`stylize serve`): its pieces without a browser, then the page itself driven
+in a real browser (Debian chromium through Playwright) against a server on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from browser import screenshot
+from clips import frame_count, pan_frames, stream_durations, write_clip
+from pipeline.batch.plan import validate_manifest
+from pipeline.errors import InputError
+from pipeline.media.decode import probe_video
+from pipeline.settings import Style
+from pipeline.studio.commands import Recipe, image_command, manifest_job
+from pipeline.studio.folders import StudioFolders, safe_name
+from pipeline.studio.jobs import Cancelled, LiveJob
+from pipeline.studio.server import check_host
+
+REPO = Path(__file__).resolve().parents[1]
+STYLE = REPO / "samples" / "styles" / "starry_night.jpg"
+OTHER_STYLE = REPO / "samples" / "styles" / "woman-with-hat-matisse.jpg"
+
+
+# --- without a browser ---------------------------------------------------------------
+
+def test_the_command_and_manifest_job_shown_for_a_result_say_what_was_run(tmp_path, photo, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # paths outside the server's folder are shown whole
+    recipe = Recipe((Style(STYLE, 2.0), Style(OTHER_STYLE, 1.0)), preset="preview", size=96, preserve_color="luminance", seed=3)
+    command = image_command(photo, recipe, tmp_path / "out.png")
+    assert command.startswith("stylize image ")
+    for words in (f"{STYLE}:2", f"{OTHER_STYLE}:1", "--preset preview", "--size 96", "--preserve-color luminance", "--seed 3",
+                  "-o out.png"):  # inside it: relative
+        assert words in command
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "runs"), "jobs": yaml.safe_load(manifest_job(photo, recipe))}))
+    assert validate_manifest(manifest) == []
+    job = yaml.safe_load(manifest.read_text())["jobs"][0]
+    assert job["style"] == [{"path": str(STYLE), "weight": 2.0}, {"path": str(OTHER_STYLE), "weight": 1.0}]
+    assert recipe.settings().size == 96 and recipe.settings().iterations == 100  # the preset's, under the page's
+
+
+def test_run_files_are_served_only_from_inside_the_run_folders(tmp_path):
+    run = tmp_path / "run"
+    (run / ".thumbs").mkdir(parents=True)
+    (run / "report.json").write_text("{}")
+    (run / ".thumbs" / "a.jpg").write_bytes(b"jpg")
+    (tmp_path / "secret.txt").write_text("no")
+    (run / "escape").symlink_to(tmp_path / "secret.txt")
+    folders = StudioFolders(tmp_path / "studio", runs=(tmp_path,))  # a folder of runs
+    assert folders.run_folders() == [run]
+    assert folders.run_file(0, ".thumbs/a.jpg") == (run / ".thumbs" / "a.jpg").resolve()
+    for outside in ("../secret.txt", str(tmp_path / "secret.txt"), "escape", ".thumbs/../../secret.txt"):
+        with pytest.raises(PermissionError):
+            folders.run_file(0, outside)
+    with pytest.raises(FileNotFoundError):
+        folders.run_file(1, "report.json")
+
+
+def test_uploads_are_kept_under_the_output_folder_by_their_bytes(tmp_path, photo):
+    folders = StudioFolders(tmp_path / "studio")
+    kept = folders.keep_upload(photo)
+    assert kept.parent == tmp_path / "studio" / "uploads" and kept.read_bytes() == photo.read_bytes()
+    assert folders.keep_upload(photo) == kept
+    assert safe_name("../../etc/pass wd<1>.jpg") == "pass_wd_1_.jpg"
+
+
+def test_only_an_explicit_host_option_opens_the_studio_beyond_this_machine():
+    check_host("127.0.0.1", from_option=False)
+    check_host("::1", from_option=False)
+    check_host("0.0.0.0", from_option=True)
+    with pytest.raises(InputError, match="--host 0.0.0.0"):
+        check_host("0.0.0.0", from_option=False)
+
+
+def test_serve_refuses_a_public_address_that_came_from_the_environment(tmp_path):
+    environment = {**os.environ, "GRADIO_SERVER_NAME": "0.0.0.0"}
+    done = subprocess.run([sys.executable, str(REPO / "cli.py"), "serve", "--output-dir", str(tmp_path / "s")],
+                          capture_output=True, text=True, env=environment, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error:") and "--host 0.0.0.0" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_cancelled_job_stops_at_its_next_report_and_an_error_reaches_the_page():
+    reports = []
+
+    def endless(publish):
+        for step in range(10_000):
+            publish(step)
+            reports.append(step)
+            time.sleep(0.01)
+
+    async def read_two_then_close():
+        stream = LiveJob(endless).updates()
+        seen = [await anext(stream), await anext(stream)]
+        await stream.aclose()  # what Gradio does when the tab closes
+        return seen
+
+    assert len(asyncio.run(read_two_then_close())) == 2
+    stopped_at = len(reports)
+    time.sleep(0.1)
+    assert len(reports) == stopped_at < 10_000
+
+    def failing(publish):
+        raise InputError("bad photo")
+
+    async def drain():
+        return [update async for update in LiveJob(failing).updates()]
+
+    with pytest.raises(InputError, match="bad photo"):
+        asyncio.run(drain())
+    assert issubclass(Cancelled, Exception)
+
+
+# --- in a browser ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """`stylize serve` on a free port, CPU only, with one run folder to read."""
+    root = tmp_path_factory.mktemp("studio")
+    runs = root / "runs"
+    runs.mkdir()
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    server = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--device", "cpu", "--output-dir", str(root / "out"),
+                               "--runs", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=root)
+    url = _announced_url(server)
+    yield url, root
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def _announced_url(server: subprocess.Popen) -> str:
+    line = server.stdout.readline()
+    found = re.search(r"http://[^ ]+/", line)
+    assert found, f"stylize serve did not start: {line}{server.stdout.read() if server.poll() is not None else ''}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            _get(found.group(0), "/")
+            return found.group(0)
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("stylize serve never answered")
+
+
+def _get(url: str, path: str) -> int:
+    """The status of GET `path`, sent exactly as written (no client-side normalising of ..)."""
+    host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", path)
+    return connection.getresponse().status
+
+
+def _open_tab(page, url: str, tab: str) -> None:
+    page.goto(url)
+    page.get_by_role("tab", name=tab).click()
+    page.wait_for_selector(f"#{tab.lower()}-run" if tab != "Runs" else "#runs-choice")
+
+
+@pytest.mark.browser
+def test_image_tab_shows_the_image_forming_then_a_result_to_download(studio, page, photo, tmp_path):
+    url, _ = studio
+    _open_tab(page, url, "Image")
+    page.locator("#image-content input[type=file]").set_input_files(str(photo))
+    page.locator("#image-style-upload input[type=file]").set_input_files(str(OTHER_STYLE))
+    page.wait_for_function("document.querySelector('#image-styles').innerText.includes('woman-with-hat-matisse')")
+    page.locator("#image-size input").fill("64")
+    page.locator("#image-steps input").fill("40")
+    page.evaluate("""() => { window.previews = []; window.resultShown = false;
+        new MutationObserver(() => {
+            const img = document.querySelector('#image-result img');
+            if (!img || window.resultShown) return;
+            if (!window.previews.includes(img.src)) window.previews.push(img.src);
+            if (document.querySelector('#image-status').innerText.includes('done')) window.resultShown = true;
+        }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true}); }""")
+    page.click("#image-run")
+    page.wait_for_function("document.querySelector('#image-status').innerText.includes('steps/s')"
+                           " && document.querySelector('#image-result img')", timeout=120_000)
+    screenshot(page, "studio-image")
+    page.wait_for_function("document.querySelector('#image-status').innerText.includes('done')", timeout=180_000)
+    previews = page.evaluate("window.previews")
+    assert len(set(previews[:-1])) >= 2, f"fewer than two previews before the result: {previews}"
+    with page.expect_download() as download:
+        page.click("#image-download")
+    saved = tmp_path / "result.png"
+    download.value.save_as(saved)
+    with Image.open(saved) as result:
+        assert max(result.size) == 64 and result.mode == "RGB"
+    command = page.locator("#image-command").inner_text()
+    assert "stylize image" in command and "--size 64" in command and "woman-with-hat-matisse" in command
+
+
+@pytest.mark.browser
+def test_video_tab_offers_the_clip_with_its_frames_rate_and_sound(studio, page, tmp_path):
+    url, root = studio
+    clip = write_clip(tmp_path / "pan.mp4", pan_frames(8), audio=True)
+    _open_tab(page, url, "Video")
+    page.locator("#video-clip input[type=file]").set_input_files(str(clip))
+    page.locator("#video-size input").fill("48")
+    page.locator("#video-steps input").fill("8")
+    page.locator("#video-frame-steps input").fill("2")
+    page.wait_for_function("document.querySelector('#video-clip video')")
+    page.click("#video-run")
+    page.wait_for_function("document.querySelector('#video-status').innerText.includes('done')", timeout=240_000)
+    page.wait_for_function("document.querySelector('#video-result video')")
+    screenshot(page, "studio-video")
+    source = page.evaluate("document.querySelector('#video-result video').src")
+    offered = tmp_path / "offered.mp4"
+    offered.write_bytes(page.request.get(source).body())
+    given, got = probe_video(clip), probe_video(offered)
+    assert frame_count(offered) == frame_count(clip) == 8
+    assert got.fps == given.fps and got.has_audio
+    audio_seconds = stream_durations(offered)[1]
+    assert audio_seconds and abs(audio_seconds - float(8 / given.fps)) < 0.1
+    assert "flicker ratio" in page.locator("#video-summary").inner_text()
+
+
+@pytest.mark.browser
+def test_closing_the_tab_cancels_its_job_and_frees_the_queue(studio, browser, photo):
+    url, _ = studio
+    first, second = browser.new_context(), browser.new_context()
+    try:
+        long_job = _start_image(first.new_page(), url, photo, steps=100_000)
+        long_job.wait_for_function("document.querySelector('#image-status').innerText.includes('steps/s')", timeout=120_000)
+        short_job = _start_image(second.new_page(), url, photo, steps=5)
+        short_job.wait_for_function("document.querySelector('#image-status').innerText.includes('queue')", timeout=30_000)
+        first.close()  # the tab goes away mid-job
+        short_job.wait_for_function("document.querySelector('#image-status').innerText.includes('done')", timeout=120_000)
+    finally:
+        second.close()
+
+
+def _start_image(page, url: str, photo: Path, steps: int):
+    _open_tab(page, url, "Image")
+    page.locator("#image-content input[type=file]").set_input_files(str(photo))
+    page.locator("#image-size input").fill("32")
+    page.locator("#image-steps input").fill(str(steps))
+    page.wait_for_function("document.querySelector('#image-content img')")
+    page.click("#image-run")
+    return page
+
+
+@pytest.mark.browser
+def test_paths_outside_the_configured_folders_are_refused(studio):
+    url, root = studio
+    (root / "runs" / "report.json").write_text("{}")
+    (root / "private.txt").write_text("not for the page")
+    assert _get(url, "/runs/0/report.json") == 200  # inside: served
+    for path in (f"/gradio_api/file={root / 'private.txt'}", "/gradio_api/file=/etc/passwd",
+                 f"/gradio_api/file={REPO / 'pyproject.toml'}", "/runs/0/../private.txt",
+                 "/runs/0/%2e%2e/private.txt", f"/runs/0/{root / 'private.txt'}", "/runs/1/report.json"):
+        assert _get(url, path) in (403, 404), path
