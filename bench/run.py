@@ -20,6 +20,7 @@ from bench.peers import run_pastiche, run_tutorial_loop  # noqa: E402
 from pipeline import StyleSettings, VideoSettings, run_manifest, stylize_image, stylize_video  # noqa: E402
 from pipeline.engine.device import describe_device, resolve_device  # noqa: E402
 from pipeline.media.images import load_image  # noqa: E402
+from pipeline.studio.jobs import StepWatch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT = REPO / "samples/photos/chelsea.jpg"
@@ -68,11 +69,26 @@ class Bench:
                                     "torch.compile": {"compile": True}}.items():
                 self.record(f"ours, {name}: ms per iteration at 512 px", f"{self.ms_per_iteration(512, 30, **overrides):.1f}")
 
-    def ms_per_iteration(self, size: int, count: int, **overrides) -> float:
+    def ms_per_iteration(self, size: int, count: int, watch=None, **overrides) -> float:
         clock: dict[int, float] = {}
         settings = self.settings(size=size, iterations=count, **overrides)
-        stylize_image(CONTENT, STYLE, settings, lambda p: clock.__setitem__(p.iteration, self.now()))
+
+        def timed(p) -> None:
+            if watch:
+                watch(p)
+            clock[p.iteration] = self.now()
+
+        stylize_image(CONTENT, STYLE, settings, timed)
         return (clock[count] - clock[1]) / (count - 1) * 1000
+
+    def preview_overhead(self) -> None:
+        """What the studio's live view costs: a copy of the image from the device every PREVIEW_EVERY_S."""
+        size, count = (512, 120) if self.gpu else (256, 12)
+        previews: list = []
+        plain = self.ms_per_iteration(size, count)
+        watched = self.ms_per_iteration(size, count, StepWatch(previews.append))
+        self.record(f"studio: ms per iteration at {size} px, without / with live previews ({len(previews)} previews)",
+                    f"{plain:.1f} / {watched:.1f}")
 
     def pastiche_per_iteration(self, size: int) -> float:
         few, many = (5, 45) if self.gpu else (2, 12)
@@ -190,6 +206,7 @@ def main() -> None:
     for size in (256, 512):
         bench.record(f"pastiche: ms per iteration at {size} px", f"{bench.pastiche_per_iteration(size) * 1000:.1f}")
     bench.time_to_quality()
+    bench.preview_overhead()
     bench.photos_per_minute()
     bench.video_fps()
     bench.write()

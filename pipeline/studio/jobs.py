@@ -123,7 +123,7 @@ class LiveJob:
                 return items
 
 
-class _StepWatch:
+class StepWatch:
     """The optimiser's callback: a snapshot at most every PREVIEW_EVERY_S. Reading the image
     or the losses waits for the device, so it happens only then, not every step."""
 
@@ -143,7 +143,7 @@ class _StepWatch:
         self.publish(Snapshot(fraction, " · ".join(filter(None, notes)), _as_pixels(p.image)))
 
 
-class _FrameWatch:
+class FrameWatch:
     """The clip's callback: frames done, speed, time left and the latest frames."""
 
     def __init__(self, publish: Publish):
@@ -166,7 +166,7 @@ def stylize_photo(content: Path, recipe: Recipe, folders: StudioFolders, publish
     content = folders.keep_upload(content)
     output = folders.new_output("images", content.stem, ".png")
     publish(Snapshot(0.0, "loading VGG19 and the styles"))
-    result = stylize_image_file(content, list(recipe.styles), output, recipe.settings(), callback=_StepWatch(publish))
+    result = stylize_image_file(content, list(recipe.styles), output, recipe.settings(), callback=StepWatch(publish))
     losses = ", ".join(f"{name} {value:.4g}" for name, value in result.losses.items() if value)
     summary = (f"{result.image.width}×{result.image.height} in {result.seconds:.1f} s on {result.device}, "
                f"{result.iterations} steps; losses: {losses}")
@@ -178,7 +178,7 @@ def stylize_clip(source: Path, recipe: Recipe, folders: StudioFolders, publish: 
     source = folders.keep_upload(source)
     output = folders.new_output("videos", source.stem, ".mp4")
     publish(Snapshot(0.0, "loading VGG19 and the styles; the first frame is stylized like a photo"))
-    result = stylize_video(source, list(recipe.styles), output, recipe.settings(), recipe.video_settings(), _FrameWatch(publish))
+    result = stylize_video(source, list(recipe.styles), output, recipe.settings(), recipe.video_settings(), FrameWatch(publish))
     flicker = f"flicker ratio {result.flicker_ratio:.2f}" if result.flicker_ratio is not None else "flicker ratio: not measured"
     summary = (f"{result.frames_out} frames at {float(Fraction(result.fps_out)):.2f} fps, audio {'kept' if result.audio_kept else 'none'}, "
                f"{result.seconds_per_frame:.2f} s/frame; {flicker} (output's warping error over the input's; below 1 is steadier than the input)")
