@@ -167,6 +167,9 @@ def _spoil(kind: str, photos: Path, manifest: Path) -> str:
     return "outside output_dir"
 
 
+REPORTS = ("report.json", "report.html")  # rewritten by every run
+
+
 @pytest.mark.parametrize("kind", ["collision", "thin photo", "bomb", "bad yaml", "traversal"])
 def test_bad_input_added_later_is_refused_and_finished_outputs_keep_their_bytes(tmp_path, kind):
     """validate refuses each (exit 2); run refuses the manifest-wide ones before any work (exit 2) and
@@ -190,5 +193,5 @@ def test_bad_input_added_later_is_refused_and_finished_outputs_keep_their_bytes(
         assert len(failed) == 1 and fragment in failed[0]["error"]
     else:
         assert ran.exit_code == 2 and fragment in ran.output, ran.output
-    after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != "report.json"}
-    assert {p: data for p, data in finished.items() if p.name != "report.json"} == after
+    after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name not in REPORTS}
+    assert {p: data for p, data in finished.items() if p.name not in REPORTS} == after

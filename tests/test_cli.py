@@ -121,6 +121,7 @@ def test_run_manifest_writes_each_style(tmp_path):
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in (tmp_path / "out" / "cats").iterdir())
     assert written == [
+        ".thumbs",  # report.html's thumbnails, hidden from input walks
         "chelsea__starry_night.png",
         "chelsea__starry_night.png.json",
         "chelsea__woman-with-hat-matisse.png",

@@ -1,4 +1,5 @@
-"""The run report: report.json in the output folder, rewritten after every item."""
+"""The run report: report.json in the output folder, and report.html beside it to read it by,
+both rewritten after every item."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..media.files import timestamp, write_json
+from ..media.files import timestamp, write_json, write_text
 from .plan import PlanItem
+from .report_html import render_report
 
 REPORT_NAME = "report.json"
+HTML_NAME = "report.html"
 
 
 @dataclass
@@ -27,6 +30,7 @@ class ItemRecord:
     video: dict | None = None  # frames, fps, duration, audio, seconds per frame, warping errors, seams
     attempts: int = 1  # runs started for it this time: more than 1 when a cluster worker died under it (0: skipped)
     retries: list[str] = field(default_factory=list)  # why each earlier attempt was lost
+    thumbnails: dict | None = None  # name -> path (relative to the output folder), width, height; see thumbnails.py
 
     @classmethod
     def of(cls, item: PlanItem, status: str, seconds: float = 0.0, **details) -> "ItemRecord":
@@ -72,12 +76,19 @@ class RunReport:
         self.finished = timestamp()
         self.write()
 
-    def write(self) -> Path:
-        body = {
+    def as_dict(self) -> dict:
+        """What report.json holds, and all report.html is made from."""
+        return {
             "manifest": self.manifest,
+            "output_dir": str(self.output_dir),
             "started": self.started,
             "finished": self.finished,
             "totals": self.totals(),
             "items": [asdict(r) for r in self.items],
         }
-        return write_json(self.output_dir / REPORT_NAME, body)
+
+    def write(self) -> Path:
+        body = self.as_dict()
+        path = write_json(self.output_dir / REPORT_NAME, body)
+        write_text(self.output_dir / HTML_NAME, render_report(body))
+        return path

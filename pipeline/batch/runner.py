@@ -3,7 +3,7 @@
     1. load_manifest  check everything before any work, every problem with its location
     2. prepare        plan the items, marking those whose output is current
     3. run_planned    lock the output folder, clean up what killed runs left, run the rest
-                      here or on a Ray cluster, and write report.json after every item
+                      here or on a Ray cluster, and write report.json and report.html after every item
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .events import RunEvents
 from .manifest import Manifest, load_manifest
 from .plan import PlanItem, PlannedItem, prepare
 from .report import ItemRecord, RunReport
+from .thumbnails import make_thumbnails
 
 BACKENDS = ("local", "ray")
 
@@ -82,7 +83,8 @@ def run_planned(
         remove_partials(manifest.output_dir)  # safe: we hold the lock, nobody else writes here
         for planned_item in planned:
             if planned_item.done:
-                report.add(ItemRecord.skipped(planned_item.item))
+                _add(report, ItemRecord.skipped(planned_item.item), planned_item.item)
+        items = {str(p.item.output): p.item for p in todo}
         tracked = _InFlight(events)
         try:
             if backend == "ray" and todo:
@@ -91,7 +93,7 @@ def run_planned(
                 records = run_local(todo, tracked, batch_size)
             for record in records:
                 tracked.finished(record)
-                report.add(record)
+                _add(report, record, items[record.output])
                 events.item_finished(record)
         except KeyboardInterrupt as stop:
             for item in tracked.items.values():  # video work folders stay, for the rerun to resume
@@ -100,6 +102,14 @@ def run_planned(
             raise
         report.finish()
     return report
+
+
+def _add(report: RunReport, record: ItemRecord, item: PlanItem) -> None:
+    """Record an item, with thumbnails of what it made for report.html; here, on the driver,
+    whichever backend ran it."""
+    if record.status in ("done", "skipped"):
+        record.thumbnails = make_thumbnails(item, report.output_dir, record.video)
+    report.add(record)
 
 
 class _InFlight:

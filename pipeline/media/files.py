@@ -98,8 +98,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
         raise
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda stream: stream.write(text.encode()))
+
+
 def write_json(path: str | Path, data) -> Path:
-    return atomic_write(path, lambda stream: stream.write(json.dumps(data, indent=2, default=str).encode() + b"\n"))
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def timestamp() -> str:
