@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,10 +19,12 @@ from PIL import Image
 
 from browser import screenshot
 from clips import frame_count, pan_frames, stream_durations, write_clip
-from pipeline.batch.plan import validate_manifest
+from pipeline.batch.plan import PlanItem, validate_manifest
+from pipeline.batch.report import ItemRecord, RunReport
+from pipeline.batch.thumbnails import make_thumbnails
 from pipeline.errors import InputError
 from pipeline.media.decode import probe_video
-from pipeline.settings import Style
+from pipeline.settings import Style, StyleSettings
 from pipeline.studio.commands import Recipe, image_command, manifest_job
 from pipeline.studio.folders import StudioFolders, safe_name
 from pipeline.studio.jobs import Cancelled, LiveJob
@@ -129,8 +132,7 @@ def test_a_cancelled_job_stops_at_its_next_report_and_an_error_reaches_the_page(
 def studio(tmp_path_factory):
     """`stylize serve` on a free port, CPU only, with one run folder to read."""
     root = tmp_path_factory.mktemp("studio")
-    runs = root / "runs"
-    runs.mkdir()
+    runs = _a_finished_run(root / "runs")
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     server = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--device", "cpu", "--output-dir", str(root / "out"),
                                "--runs", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=root)
@@ -138,6 +140,18 @@ def studio(tmp_path_factory):
     yield url, root
     server.terminate()
     server.wait(timeout=30)
+
+
+def _a_finished_run(folder: Path) -> Path:
+    """A run folder as `stylize run` leaves it: an output, its thumbnails, report.json and report.html."""
+    output = folder / "stills" / "chelsea__starry_night.jpg"
+    output.parent.mkdir(parents=True)
+    shutil.copy(REPO / "samples" / "photos" / "chelsea.jpg", output)
+    item = PlanItem("stills", REPO / "samples" / "photos" / "chelsea.jpg", (Style(STYLE),), output, StyleSettings(), 95)
+    record = ItemRecord.of(item, "done", 1.5, iterations=30, losses={"total": 1.0}, thumbnails=make_thumbnails(item, folder))
+    report = RunReport("night.yaml", folder, items=[record])
+    report.finish()
+    return folder
 
 
 def _announced_url(server: subprocess.Popen) -> str:
@@ -185,8 +199,8 @@ def test_image_tab_shows_the_image_forming_then_a_result_to_download(studio, pag
             if (document.querySelector('#image-status').innerText.includes('done')) window.resultShown = true;
         }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true}); }""")
     page.click("#image-run")
-    page.wait_for_function("document.querySelector('#image-status').innerText.includes('steps/s')"
-                           " && document.querySelector('#image-result img')", timeout=120_000)
+    page.wait_for_function("/step ([2-9]\\d|1\\d)\\//.test(document.querySelector('#image-status').innerText)"
+                           " && document.querySelector('#image-result img')", timeout=120_000)  # well into the run
     screenshot(page, "studio-image")
     page.wait_for_function("document.querySelector('#image-status').innerText.includes('done')", timeout=180_000)
     previews = page.evaluate("window.previews")
@@ -252,9 +266,20 @@ def _start_image(page, url: str, photo: Path, steps: int):
 
 
 @pytest.mark.browser
+def test_runs_tab_shows_a_run_report_with_its_pictures(studio, page):
+    url, _ = studio
+    _open_tab(page, url, "Runs")  # the first run is shown from the start
+    report = page.frame_locator("#run-report")
+    report.locator("img").first.wait_for()
+    assert "chelsea" in report.locator("body").inner_text()
+    widths = page.frame(url=re.compile(r"/runs/0/report\.html$")).evaluate(
+        "Array.from(document.images).map(img => img.complete ? img.naturalWidth : 0)")
+    assert widths and all(width > 0 for width in widths), widths
+
+
+@pytest.mark.browser
 def test_paths_outside_the_configured_folders_are_refused(studio):
     url, root = studio
-    (root / "runs" / "report.json").write_text("{}")
     (root / "private.txt").write_text("not for the page")
     assert _get(url, "/runs/0/report.json") == 200  # inside: served
     for path in (f"/gradio_api/file={root / 'private.txt'}", "/gradio_api/file=/etc/passwd",

@@ -27,7 +27,7 @@ code { background: #eee; padding: 0 .3em; }
 .totals div { background: #fff; border: 1px solid #ddd; padding: .4em .8em; }
 .totals dt { font-size: .8em; color: #666; }
 .totals dd { margin: 0; font-size: 1.4em; font-weight: bold; }
-.totals .failed dd, .totals .interrupted dd { color: #b00020; }
+.totals .failed.some dd, .totals .interrupted.some dd { color: #b00020; }
 .problems li { background: #fff0f0; border-left: 4px solid #b00020; padding: .4em .8em; margin: .4em 0; list-style: none; }
 .problems li.interrupted { background: #fff8e6; border-color: #c77700; }
 .mark { font-weight: bold; text-transform: uppercase; color: #b00020; }
@@ -69,7 +69,7 @@ def render_report(data: dict, href: Href = relative_href) -> str:
 
 def _header(data: dict) -> str:
     finished = _e(data["finished"]) if data.get("finished") else "running…"
-    totals = "".join(f'<div class="{_e(name)}"><dt>{_e(name)}</dt><dd>{_e(_total(name, value))}</dd></div>'
+    totals = "".join(f'<div class="{_e(name)}{" some" if value else ""}"><dt>{_e(name)}</dt><dd>{_e(_total(name, value))}</dd></div>'
                      for name, value in data["totals"].items())
     return (f"<header><h1>Run report</h1><p>manifest <code>{_e(data['manifest'])}</code></p>"
             f"<p>started {_e(data['started'])} · finished {finished}</p>"

@@ -128,18 +128,19 @@ class StepWatch:
     or the losses waits for the device, so it happens only then, not every step."""
 
     def __init__(self, publish: Publish):
-        self.publish, self.steps, self.started, self.last = publish, 0, time.perf_counter(), 0.0
+        self.publish, self.steps, self.first, self.last = publish, 0, 0.0, 0.0
 
     def __call__(self, p: Progress) -> None:
         self.steps += 1
         now = time.perf_counter()
+        self.first = self.first or now  # speed counts from the first step: loading the network is not stepping
         if now - self.last < PREVIEW_EVERY_S and p.iteration != 1:
             return
         self.last = now
         fraction = (p.level + (p.tile + p.iteration / p.iterations) / p.tiles) / p.levels
         where = f"scale {p.level + 1}/{p.levels}" + (f" · tile {p.tile + 1}/{p.tiles}" if p.tiles > 1 else "")
-        speed = self.steps / max(now - self.started, 1e-9)
-        notes = [where, f"step {p.iteration}/{p.iterations}", f"{speed:.1f} steps/s", f"loss {p.losses['total']:.4g}", gpu_memory_note()]
+        speed = f"{(self.steps - 1) / (now - self.first):.1f} steps/s" if self.steps > 1 else None
+        notes = [where, f"step {p.iteration}/{p.iterations}", speed, f"loss {p.losses['total']:.4g}", gpu_memory_note()]
         self.publish(Snapshot(fraction, " · ".join(filter(None, notes)), _as_pixels(p.image)))
 
 

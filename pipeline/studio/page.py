@@ -215,9 +215,11 @@ def _runs_tab(folders: StudioFolders) -> None:
             return f"<p>{html.escape(str(path))} has no {REPORT_HTML} yet: it is written after each item of a run.</p>"
         return f'<iframe id="run-report" src="/runs/{int(run)}/{REPORT_HTML}" style="width:100%;height:80vh;border:0"></iframe>'
 
+    listed = choices()
+    first = listed[0][1] if listed else None  # shown from the start
     with gr.Row():
-        run = gr.Dropdown(choices(), label="Run folder", elem_id="runs-choice", scale=4)
+        run = gr.Dropdown(listed, value=first, label="Run folder", elem_id="runs-choice", scale=4)
         refresh = gr.Button("Refresh", scale=1)
-    report = gr.HTML(show(None), elem_id="runs-report")
+    report = gr.HTML(show(first), elem_id="runs-report")
     run.change(show, run, report)
     refresh.click(lambda: gr.Dropdown(choices=choices()), None, run)

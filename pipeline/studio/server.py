@@ -103,4 +103,5 @@ def serve(folders: StudioFolders, host: str, port: int, device: str = "auto", ma
 _CSS = """
 .job-status { display: flex; flex-direction: column; gap: 4px; font-variant-numeric: tabular-nums; }
 .job-status progress { width: 100%; height: 14px; }
+#image-result img { width: 100%; height: 100%; object-fit: contain; }  /* small previews fill the frame */
 """
