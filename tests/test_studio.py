@@ -4,6 +4,7 @@ in a real browser (Debian chromium through Playwright) against a server on a fre
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import os
 import re
@@ -95,6 +96,15 @@ def test_serve_refuses_a_public_address_that_came_from_the_environment(tmp_path)
     assert not (tmp_path / "s").exists()
 
 
+def test_serve_without_gradio_says_which_extra_to_install(tmp_path):
+    hide_gradio = "import sys; sys.modules['gradio'] = None; import cli; cli.main()"  # import gradio now fails
+    done = subprocess.run([sys.executable, "-c", hide_gradio, "serve", "--output-dir", str(tmp_path / "s")],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 3
+    assert done.stderr.strip() == "error: the studio needs Gradio: pip install 'stylize[web]'"
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_cancelled_job_stops_at_its_next_report_and_an_error_reaches_the_page():
     reports = []
 
@@ -110,7 +120,7 @@ def test_a_cancelled_job_stops_at_its_next_report_and_an_error_reaches_the_page(
         await stream.aclose()  # what Gradio does when the tab closes
         return seen
 
-    assert len(asyncio.run(read_two_then_close())) == 2
+    assert len(_run_async(read_two_then_close())) == 2
     stopped_at = len(reports)
     time.sleep(0.1)
     assert len(reports) == stopped_at < 10_000
@@ -122,8 +132,14 @@ def test_a_cancelled_job_stops_at_its_next_report_and_an_error_reaches_the_page(
         return [update async for update in LiveJob(failing).updates()]
 
     with pytest.raises(InputError, match="bad photo"):
-        asyncio.run(drain())
+        _run_async(drain())
     assert issubclass(Cancelled, Exception)
+
+
+def _run_async(coroutine):
+    """asyncio.run on a thread of its own: Playwright's sync API keeps a loop running on this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 # --- in a browser ----------------------------------------------------------------------

@@ -90,6 +90,7 @@ def make_app(folders: StudioFolders, device: str = "auto", max_upload_mb: int = 
 def serve(folders: StudioFolders, host: str, port: int, device: str = "auto", max_upload_mb: int = 200,
           host_from_option: bool = True, announce=print) -> None:
     check_host(host, host_from_option)
+    require_gradio()  # before anything is written
     check_folders(folders)
     app = make_app(folders, device, max_upload_mb)
     import uvicorn
