@@ -13,7 +13,7 @@ from ..errors import StylizeError
 from ..settings import Style
 from .commands import Recipe
 from .folders import REPORT_HTML, StudioFolders
-from .jobs import Cancelled, ClipOutcome, LiveJob, PhotoOutcome, Snapshot, stylize_clip, stylize_photo
+from .jobs import ClipOutcome, LiveJob, PhotoOutcome, Snapshot, stylize_clip, stylize_photo
 
 PRESETS = ("preview", "default", "hq")
 COLOUR_MODES = ("none", "luminance", "histogram")
@@ -128,8 +128,6 @@ async def _stream(work):
             yield update
     except StylizeError as error:
         raise gr.Error(str(error), print_exception=False) from None
-    except Cancelled:
-        return
 
 
 def _image_tab(folders: StudioFolders, device: str) -> None:
