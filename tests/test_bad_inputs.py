@@ -11,19 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-import cli
+from common import CLIP, PHOTO, REPO, STARRY, invoke
 from pipeline.media.images import load_image
-
-REPO = Path(__file__).resolve().parents[1]
-STARRY = REPO / "samples/styles/starry_night.jpg"
-PHOTO = REPO / "samples/photos/chelsea.jpg"
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(cli.app, [str(a) for a in args])
 
 
 def one_line_error(result, *fragments: str) -> str:
@@ -111,7 +101,6 @@ jobs:
     assert not (tmp_path / "out").exists()
 
 
-CLIP = REPO / "samples/realshort.mp4"
 
 
 @pytest.mark.parametrize("command, output, extra, fragment", [

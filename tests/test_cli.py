@@ -8,21 +8,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-import cli
+from common import MATISSE, PHOTO, REPO, STARRY, invoke
 
-REPO = Path(__file__).resolve().parents[1]
-PHOTO = REPO / "samples/photos/chelsea.jpg"
-STARRY = REPO / "samples/styles/starry_night.jpg"
-MATISSE = REPO / "samples/styles/woman-with-hat-matisse.jpg"
 TINY = ["--size", "48", "--iterations", "5", "--device", "cpu", "--quiet"]
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(cli.app, [str(a) for a in args])
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

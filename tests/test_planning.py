@@ -11,20 +11,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
-from typer.testing import CliRunner
 
-import cli
+from common import MATISSE, STARRY, invoke
 from pipeline.batch.manifest import ManifestError, parse_manifest
 from pipeline.batch.plan import plan
-
-REPO = Path(__file__).resolve().parents[1]
-STARRY = REPO / "samples/styles/starry_night.jpg"
-MATISSE = REPO / "samples/styles/woman-with-hat-matisse.jpg"
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(cli.app, [str(a) for a in args])
 
 
 def _photo(path: Path) -> Path:

@@ -14,9 +14,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-import cli
+from common import CLIP, REPO, STARRY, invoke
 from browser import screenshot
 from pipeline.batch.plan import PlanItem
 from pipeline.batch.report import ItemRecord, RunReport
@@ -25,9 +24,6 @@ from pipeline.batch.thumbnails import make_thumbnails, thumbnails_folder
 from pipeline.media.files import walk_files
 from pipeline.settings import Style, StyleSettings
 
-REPO = Path(__file__).resolve().parents[1]
-STARRY = REPO / "samples/styles/starry_night.jpg"
-CLIP = REPO / "samples/realshort.mp4"
 ODD = 'cat #1 50% <b>&"q\''  # a stem needing both URL quoting and HTML escaping
 CLIP_THUMBS = {"style-1", "in-first", "in-middle", "in-last", "out-first", "out-middle", "out-last"}
 
@@ -126,7 +122,7 @@ def night(tmp_path_factory) -> Path:
 
 
 def rerun(manifest: Path):
-    return CliRunner().invoke(cli.app, ["run", str(manifest), "--quiet"])
+    return invoke("run", manifest, "--quiet")
 
 
 @pytest.mark.browser

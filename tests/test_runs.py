@@ -14,22 +14,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-import cli
+from common import MATISSE, REPO, STARRY, invoke
 import pipeline.batch.tasks
 from pipeline.batch.manifest import load_manifest
 from pipeline.batch.plan import prepare
 from pipeline.batch.runner import run_planned
-
-REPO = Path(__file__).resolve().parents[1]
-STARRY = REPO / "samples/styles/starry_night.jpg"
-MATISSE = REPO / "samples/styles/woman-with-hat-matisse.jpg"
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(cli.app, [str(a) for a in args])
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from PIL import Image
 
 from browser import screenshot
 from clips import frame_count, pan_frames, stream_durations, write_clip
+from common import MATISSE, PHOTO, REPO, STARRY
 from pipeline.batch.plan import PlanItem, validate_manifest
 from pipeline.batch.report import ItemRecord, RunReport
 from pipeline.batch.thumbnails import make_thumbnails
@@ -31,26 +32,22 @@ from pipeline.studio.folders import StudioFolders, safe_name
 from pipeline.studio.jobs import LiveJob
 from pipeline.studio.server import check_host
 
-REPO = Path(__file__).resolve().parents[1]
-STYLE = REPO / "samples" / "styles" / "starry_night.jpg"
-OTHER_STYLE = REPO / "samples" / "styles" / "woman-with-hat-matisse.jpg"
-
 
 # --- without a browser ---------------------------------------------------------------
 
 def test_the_command_and_manifest_job_shown_for_a_result_say_what_was_run(tmp_path, photo, monkeypatch):
     monkeypatch.chdir(tmp_path)  # paths outside the server's folder are shown whole
-    recipe = Recipe((Style(STYLE, 2.0), Style(OTHER_STYLE, 1.0)), preset="preview", size=96, preserve_color="luminance", seed=3)
+    recipe = Recipe((Style(STARRY, 2.0), Style(MATISSE, 1.0)), preset="preview", size=96, preserve_color="luminance", seed=3)
     command = image_command(photo, recipe, tmp_path / "out.png")
     assert command.startswith("stylize image ")
-    for words in (f"{STYLE}:2", f"{OTHER_STYLE}:1", "--preset preview", "--size 96", "--preserve-color luminance", "--seed 3",
+    for words in (f"{STARRY}:2", f"{MATISSE}:1", "--preset preview", "--size 96", "--preserve-color luminance", "--seed 3",
                   "-o out.png"):  # inside it: relative
         assert words in command
     manifest = tmp_path / "m.yaml"
     manifest.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "runs"), "jobs": yaml.safe_load(manifest_job(photo, recipe))}))
     assert validate_manifest(manifest) == []
     job = yaml.safe_load(manifest.read_text())["jobs"][0]
-    assert job["style"] == [{"path": str(STYLE), "weight": 2.0}, {"path": str(OTHER_STYLE), "weight": 1.0}]
+    assert job["style"] == [{"path": str(STARRY), "weight": 2.0}, {"path": str(MATISSE), "weight": 1.0}]
     assert recipe.settings().size == 96 and recipe.settings().iterations == 100  # the preset's, under the page's
 
 
@@ -161,8 +158,8 @@ def _a_finished_run(folder: Path) -> Path:
     """A run folder as `stylize run` leaves it: an output, its thumbnails, report.json and report.html."""
     output = folder / "stills" / "chelsea__starry_night.jpg"
     output.parent.mkdir(parents=True)
-    shutil.copy(REPO / "samples" / "photos" / "chelsea.jpg", output)
-    item = PlanItem("stills", REPO / "samples" / "photos" / "chelsea.jpg", (Style(STYLE),), output, StyleSettings(), 95)
+    shutil.copy(PHOTO, output)
+    item = PlanItem("stills", PHOTO, (Style(STARRY),), output, StyleSettings(), 95)
     record = ItemRecord.of(item, "done", 1.5, iterations=30, losses={"total": 1.0}, thumbnails=make_thumbnails(item, folder))
     report = RunReport("night.yaml", folder, items=[record])
     report.finish()
@@ -202,7 +199,7 @@ def test_image_tab_shows_the_image_forming_then_a_result_to_download(studio, pag
     url, _ = studio
     _open_tab(page, url, "Image")
     page.locator("#image-content input[type=file]").set_input_files(str(photo))
-    page.locator("#image-style-upload input[type=file]").set_input_files(str(OTHER_STYLE))
+    page.locator("#image-style-upload input[type=file]").set_input_files(str(MATISSE))
     page.wait_for_function("document.querySelector('#image-styles').innerText.includes('woman-with-hat-matisse')")
     page.locator("#image-size input").fill("64")
     page.locator("#image-steps input").fill("40")
