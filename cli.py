@@ -216,6 +216,8 @@ def video(
     frame_iterations: Optional[int] = typer.Option(None, help=f"steps for each later frame [default: {VIDEO_DEFAULTS.frame_iterations}]"),
     temporal: Optional[bool] = typer.Option(None, "--temporal/--no-temporal", help="flow-warped warm start and temporal loss [default: on]"),
     temporal_weight: Optional[float] = typer.Option(None, help=f"[default: {VIDEO_DEFAULTS.temporal_weight}]"),
+    long_term: Optional[list[int]] = typer.Option(None, "--long-term", help="also hold pixels to the nearest of these earlier frames where they were visible; repeatable, e.g. --long-term 10 --long-term 20"),
+    photo_checks: Optional[int] = typer.Option(None, help=f"frames also stylized as photos to measure the video against [default: {VIDEO_DEFAULTS.photo_checks}]"),
     max_frames: Optional[int] = typer.Option(None, help="stop after this many frames"),
     start: Optional[float] = typer.Option(None, help="seconds into the clip to start"),
     end: Optional[float] = typer.Option(None, help="seconds into the clip to stop"),
@@ -244,7 +246,11 @@ def video(
         ratio = (f", warping error {result.warping_error_output:.3g} vs the input's {result.warping_error_input:.3g} "
                  f"(flicker ratio {result.flicker_ratio:.2f})") if result.flicker_ratio is not None else ""
         out.print(f"wrote {output}: {result.frames_out} frames at {result.fps_out} fps, audio {'kept' if result.audio_kept else 'none'}, "
-                  f"{result.seconds_per_frame:.2f} s/frame{ratio}")
+                  f"{result.seconds_per_frame:.2f} s/frame{ratio}", markup=False)
+        if result.flicker_ratio_independent is not None:
+            out.print(f"flicker ratio along an independent flow: {result.flicker_ratio_independent:.2f}", markup=False)
+        for flag in result.flags:
+            out.print(f"warning: {output.name}: {flag}", markup=False)
 
 
 @app.command()
@@ -321,7 +327,8 @@ def _work_done(record) -> str:
 def _outcome(record) -> str:
     """Final loss of a photo; flicker ratio (output's warping error over the input's) of a clip."""
     if record.video and record.video.get("flicker_ratio") is not None:
-        return f"flicker {record.video['flicker_ratio']:.2f}"
+        flagged = len(record.video.get("flags") or [])
+        return f"flicker {record.video['flicker_ratio']:.2f}" + (f", {flagged} flag{'s' * (flagged > 1)}" if flagged else "")
     return f"loss {record.losses['total']:.4g}" if record.losses else ""
 
 
@@ -340,6 +347,9 @@ def _print_summary(report) -> None:
         out.print(f"{report.output_dir / 'report.json'}", markup=False)
         for row in [columns, *rows]:
             out.print("  ".join(row), markup=False, overflow="ignore", crop=False)
+    for record in report.items:
+        for flag in (record.video or {}).get("flags") or []:
+            out.print(f"warning: {Path(record.output).name}: {flag}", markup=False)
     totals = report.totals()
     out.print(f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed in {totals['seconds']:.1f} s")
 

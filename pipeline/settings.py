@@ -155,6 +155,8 @@ class VideoSettings(BaseModel):
     frame_iterations: int = Field(50, ge=0, description="steps for each frame after the first (which gets `iterations`)")
     temporal: bool = Field(True, description="warm-start from the warped previous output and penalise change (Ruder et al.)")
     temporal_weight: float = Field(1000.0, ge=0)
+    long_term: tuple[int, ...] = Field((), description="also hold each pixel to the nearest of these earlier frames where it was visible, e.g. [10, 20, 40]")
+    photo_checks: int = Field(2, ge=0, description="frames also stylized as photos, to measure how the video's frames hold up (0: none)")
     scene_cut: float = Field(0.15, ge=0, description="mean colour change after motion compensation that starts a new shot (0: never)")
     max_frames: int | None = Field(None, ge=1)
     start: float = Field(0.0, ge=0, description="seconds into the clip")
@@ -169,6 +171,8 @@ class VideoSettings(BaseModel):
     def _check(self) -> "VideoSettings":
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        if any(jump < 1 for jump in self.long_term):
+            raise ValueError(f"long_term jumps must be 1 or more frames, got {list(self.long_term)}")
         if self.segment_frames and self.segment_overlap >= self.segment_frames:
             raise ValueError(f"segment_overlap ({self.segment_overlap}) must be less than segment_frames ({self.segment_frames})")
         return self

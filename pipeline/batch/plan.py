@@ -51,7 +51,7 @@ class PlanItem:
             "settings": self.settings.output_identity(),
             "weights": _weights_identity(self.settings.weights),
             "output": [self.output.suffix, self.quality],
-            "video": self.video.model_dump(mode="json") if self.video else None,
+            "video": self.video.model_dump(mode="json", exclude={"photo_checks"}) if self.video else None,  # it measures, not paints
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 

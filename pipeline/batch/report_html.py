@@ -32,6 +32,7 @@ code { background: #eee; padding: 0 .3em; }
 .problems li.interrupted { background: #fff8e6; border-color: #c77700; }
 .mark { font-weight: bold; text-transform: uppercase; color: #b00020; }
 .interrupted .mark { color: #c77700; }
+.flags { color: #b00020; margin: .2em 0; padding-left: 1.2em; }
 .reason { margin: .2em 0 0; font-family: monospace; white-space: pre-wrap; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; }
 .item { background: #fff; border: 1px solid #ddd; padding: .8em; max-width: 820px; }
@@ -150,8 +151,22 @@ def _clip_facts(video: dict, link: str) -> str:
     facts = [f"{video.get('frames_out')} frames", f"{_fps(video.get('fps_out'))} fps", f"{_seconds(video.get('duration_out'))} long",
              "audio kept" if video.get("audio_kept") else "no audio", f"{_seconds(video.get('seconds_per_frame'))}/frame"]
     ratio = f"{flicker:.2f}" if flicker is not None else "n/a"
+    independent = video.get("flicker_ratio_independent")
+    ratio += f" (independent flow: {independent:.2f})" if independent is not None else ""
+    flagged = "".join(f"<li>{_e(flag)}</li>" for flag in video.get("flags") or [])
     return (f'<p class="facts video">{_e(" · ".join(facts))} · <span class="flicker">flicker ratio {_e(ratio)}</span> · '
-            f'<a href="{_e(link)}">open the video</a></p>')
+            f'{_e(_holding_up(video))}<a href="{_e(link)}">open the video</a></p>'
+            + (f'<ul class="flags">{flagged}</ul>' if flagged else ""))
+
+
+def _holding_up(video: dict) -> str:
+    """The frames against photo-path stylizations of them, and the drift from first frames to last."""
+    parts = [f"frame {gap['frame']}: style ×{gap['style']:.2f}, content ×{gap['content']:.2f} of a photo's"
+             for gap in video.get("photo_gaps") or []]
+    drift = video.get("drift")
+    if drift:
+        parts.append("drift " + ", ".join(f"{name} {change:+.0%}" for name, change in drift.items()))
+    return "".join(f"{part} · " for part in parts)
 
 
 def _fps(value) -> str:

@@ -183,6 +183,9 @@ def stylize_clip(source: Path, recipe: Recipe, folders: StudioFolders, publish: 
     flicker = f"flicker ratio {result.flicker_ratio:.2f}" if result.flicker_ratio is not None else "flicker ratio: not measured"
     summary = (f"{result.frames_out} frames at {float(Fraction(result.fps_out)):.2f} fps, audio {'kept' if result.audio_kept else 'none'}, "
                f"{result.seconds_per_frame:.2f} s/frame; {flicker} (output's warping error over the input's; below 1 is steadier than the input)")
+    if result.flicker_ratio_independent is not None:
+        summary += f"; along an independent flow {result.flicker_ratio_independent:.2f}"
+    summary += "".join(f"\nwarning: {flag}" for flag in result.flags)
     return ClipOutcome(output, result, summary, video_command(source, recipe, output), manifest_job(source, recipe))
 
 

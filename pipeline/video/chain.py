@@ -16,9 +16,11 @@ from ..engine.losses import TemporalTarget
 from ..engine.network import network_for
 from ..engine.stylize import prepare_styles, stylize_batch, stylize_frame
 from ..engine.tensors import as_tensor, resize, to_pil
+from ..settings import VideoSettings
 from .clip import Clip, Segment
 from .flow import warp
 from .frames import Frame, frames_with_flow, prefetch, warping_errors
+from .quality import photo_gaps, score_frame
 
 
 @dataclass
@@ -36,47 +38,59 @@ class VideoProgress:
 
 
 def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgress], None] | None = None) -> int:
-    """Stylize the segment's frames into its work folder (resuming where it stopped); returns how many there are."""
+    """Stylize the segment's frames into its work folder (resuming where it stopped), then a few
+    of them as photos to measure against; returns how many frames there are."""
     work = clip.work(segment)
     if work.complete:
         return work.frames_done
     began = started = time.perf_counter()
     work.begin(str(network_for(clip.settings).device))
     styles = prepare_styles(clip.styles)
-    previous = work.last_frame()
+    outputs = work.recent_frames(reach(clip.video))  # what the next frames are held to
     for frame in prefetch(frames_with_flow(clip, segment, work.frames_done)):
         content = as_tensor(frame.pixels)
-        if previous is None or frame.cut or not clip.video.temporal:
+        if not frame.references or not clip.video.temporal:
             result = _first_frame(content, styles, clip, frame, segment)
         else:
-            result = _next_frame(content, styles, clip, previous, frame)
+            result = _next_frame(content, styles, clip, outputs, frame)
         pixels = _quantise(result)
-        measurable = previous is not None and frame.backward is not None and not frame.cut
-        errors = warping_errors(as_tensor(pixels), previous, content, work.previous_content, frame) if measurable else None
-        work.add(frame.index, frame.cut, pixels, content, errors, time.perf_counter() - started)
+        errors = warping_errors(pixels, outputs[frame.index - 1], frame) if frame.previous is not None else None
+        score = score_frame(pixels, frame.pixels, styles, clip.settings).as_list()
+        work.add(frame.index, frame.cut, pixels, errors, score, time.perf_counter() - started)
         started = time.perf_counter()
-        previous = as_tensor(pixels)  # the rounded frame, exactly what a resumed run reloads
+        outputs[frame.index] = pixels  # the rounded frame, exactly what a resumed run reloads
+        outputs.pop(frame.index - reach(clip.video), None)
         if callback:
             elapsed = time.perf_counter() - began
             done = work.frames_done - work.resumed_from
             callback(VideoProgress(frame.index + 1, clip.info.frame_count_hint, elapsed, done / max(elapsed, 1e-9), work.resumed_from, pixels))
-    work.finish()
+    work.finish(photo_gaps(clip, segment, work, styles))
     return work.frames_done
+
+
+def reach(video: VideoSettings) -> int:
+    """How many earlier outputs a frame can be held to."""
+    return max([1, *video.long_term]) if video.temporal else 1
 
 
 def _first_frame(content: torch.Tensor, styles, clip: Clip, frame: Frame, segment: Segment) -> torch.Tensor:
     """A new shot or segment: stylized like a photo; independent frames after the first get frame_iterations."""
-    if frame.index == segment.first or frame.cut:
+    if frame.index == segment.first or frame.cut or not frame.references:
         result = stylize_batch([content], styles, clip.settings)[0].tensor
         return resize(result, tuple(content.shape[-2:]))  # the photo path rounds sizes its own way
     return stylize_frame(content, styles, clip.settings, content, clip.video.frame_iterations).tensor
 
 
-def _next_frame(content: torch.Tensor, styles, clip: Clip, previous: torch.Tensor, frame: Frame) -> torch.Tensor:
-    warped = warp(previous, frame.backward)
-    # Where the warp cannot be trusted (disocclusions, frame edges) start from the content instead.
-    start = frame.mask * warped + (1 - frame.mask) * content
-    temporal = TemporalTarget(warped, frame.mask, clip.video.temporal_weight)
+def _next_frame(content: torch.Tensor, styles, clip: Clip, outputs: dict[int, np.ndarray], frame: Frame) -> torch.Tensor:
+    """Warm-started from, and held to, the earlier outputs warped into this frame: each pixel
+    to the nearest one where it was reliably visible; elsewhere it starts from the content."""
+    target, covered = torch.zeros_like(content), torch.zeros_like(content[:, :1])
+    for reference in frame.references:
+        warped = warp(as_tensor(outputs[frame.index - reference.jump]), reference.backward)
+        target += reference.mask * warped
+        covered += reference.mask
+    start = target + (1 - covered) * content
+    temporal = TemporalTarget(target, covered, clip.video.temporal_weight)
     return stylize_frame(content, styles, clip.settings, start, clip.video.frame_iterations, temporal).tensor
 
 

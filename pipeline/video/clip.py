@@ -77,7 +77,7 @@ def work_key(source: Path, styles: tuple[Style, ...], settings: StyleSettings, v
         "source": file_digest(source),
         "styles": [[_style_digest(style), style.weight] for style in styles],
         "settings": settings.output_identity(),
-        "video": video.model_dump(mode="json", exclude={"codec", "crf"}),
+        "video": video.model_dump(mode="json", exclude={"codec", "crf", "photo_checks"}),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 

@@ -79,3 +79,12 @@ def warping_error(current: torch.Tensor, previous: torch.Tensor, backward: torch
     difference = (current - warp(previous, backward)).pow(2).mean(dim=1, keepdim=True)
     reliable = mask.sum()
     return float((difference * mask).sum() / reliable) if reliable > 0 else 0.0
+
+
+class CheckFlow:
+    """A second optical flow, independent of the one the chain optimises against (OpenCV's
+    Farneback on the full grey frames), to measure flicker honestly."""
+
+    def __call__(self, source: np.ndarray, target: np.ndarray) -> torch.Tensor:
+        flow = cv2.calcOpticalFlowFarneback(_grey(source), _grey(target), None, 0.5, 4, 15, 5, 5, 1.1, 0)
+        return torch.from_numpy(flow).permute(2, 0, 1).unsqueeze(0).contiguous()

@@ -1,58 +1,161 @@
 """A segment's frames as the chain needs them: decoded, resized to the working size, with
-the optical flow to their predecessor, where it is reliable, and whether a new shot starts;
-produced on a thread beside the optimisation."""
+optical flow to the earlier frames it is held to (the last one, and with long-term
+consistency several more), where each is reliable, whether a new shot starts, and a second,
+independent flow to measure flicker honestly; produced on a thread beside the optimisation."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..engine.tensors import as_tensor
 from ..media.decode import read_frames
+from ..media.images import fit_long_edge
 from ..media.opencv import cv2
 from .clip import Clip, Segment
-from .flow import FlowEstimator, reliability_mask, warp, warping_error
+from .flow import CheckFlow, FlowEstimator, reliability_mask, warp, warping_error
 
 PREFETCH = 4
+# Flow is estimated on frames at least this large (the source's size at most) and scaled down:
+# measured on bikes.mp4 at 160 px, flow from 512 px lines the input up better than flow
+# estimated at 160 px, and an output held to it agrees with independent estimators.
+FLOW_MIN_EDGE = 512
+
+
+@dataclass
+class Reference:
+    """An earlier frame this one is held to: flow to it and where it is the nearest reliable one."""
+
+    jump: int
+    backward: torch.Tensor  # [1, 2, H, W] flow at the working size
+    mask: torch.Tensor  # [1, 1, H, W]: 1 where this reference counts
 
 
 @dataclass
 class Frame:
     index: int
     pixels: np.ndarray  # RGB uint8 at the working size
-    backward: torch.Tensor | None = None  # flow to the previous frame
-    mask: torch.Tensor | None = None  # where that flow is reliable
+    previous: np.ndarray | None = None  # the frame before, when it is in the same shot and segment
+    references: list[Reference] = field(default_factory=list)  # nearest first; jump 1 leads
+    check: tuple[torch.Tensor, torch.Tensor] | None = None  # independent (backward flow, mask) to `previous`
     cut: bool = False
+
+    @property
+    def backward(self) -> torch.Tensor | None:
+        return self.references[0].backward if self.references else None
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        return self.references[0].mask if self.references else None
+
+
+class _Decoded:
+    """One decoded frame at the working size and at the flow size."""
+
+    def __init__(self, pixels: np.ndarray, size: tuple[int, int], flow_size: tuple[int, int]):
+        self.pixels = _resized(pixels, size)
+        self.fine = self.pixels if flow_size == size else _resized(pixels, flow_size)
 
 
 def frames_with_flow(clip: Clip, segment: Segment, done: int) -> Iterator[Frame]:
-    """The segment's decoded, resized frames with flow to their predecessor (not needed
-    for frames already done before a restart, which are passed over)."""
+    """The segment's decoded, resized frames with flow to the frames they are held to (frames
+    already done before a restart are decoded again only as far back as those reach)."""
     video, size = clip.video, clip.size
-    estimate = FlowEstimator()
+    jumps = sorted({1, *video.long_term}) if video.temporal else [1]
+    flows = _Flows(size, _flow_size(clip), jumps)
     resume_at = segment.first + done
-    skip = max(0, resume_at - 1)  # the last frame done is decoded again, for flow to the next
+    skip = max(segment.first, resume_at - jumps[-1])
     count = None if segment.stop is None else segment.stop - skip
     if count is not None and count <= 0:
         return
     frames = read_frames(clip.source, start=video.start, end=video.end, max_frames=video.max_frames, skip=skip)
-    previous = None
+    history: collections.deque[tuple[int, _Decoded]] = collections.deque(maxlen=jumps[-1])
+    shot_start = skip
     for index, pixels in enumerate(itertools.islice(frames, count), start=skip):
-        pixels = np.ascontiguousarray(cv2.resize(pixels, (size[1], size[0]), interpolation=cv2.INTER_AREA))
+        decoded = _Decoded(pixels, size, flows.flow_size)
+        previous = history[-1][1] if history else None
+        frame = Frame(index, decoded.pixels)
+        if previous is not None:
+            frame.references = flows.references(decoded, history, shot_start, index)
+            frame.cut = _is_cut(decoded.pixels, previous.pixels, frame.backward, video.scene_cut)
+            if frame.cut:
+                shot_start, frame.references = index, []
+            else:
+                frame.previous = previous.pixels
         if index >= resume_at:
-            frame = Frame(index, pixels)
-            if previous is not None and index > segment.first:
-                frame.backward = estimate(pixels, previous)
-                frame.mask = reliability_mask(frame.backward, estimate(previous, pixels))
-                frame.cut = _is_cut(pixels, previous, frame.backward, video.scene_cut)
+            if frame.previous is not None:
+                frame.check = flows.check(decoded, previous)
             yield frame
-        previous = pixels
+        history.append((index, decoded))
+
+
+class _Flows:
+    """The chain's flow (DIS at the flow size, scaled to the working size) and the independent check."""
+
+    def __init__(self, size: tuple[int, int], flow_size: tuple[int, int], jumps: list[int]):
+        self.size, self.flow_size, self.jumps = size, flow_size, jumps
+        self.estimate = FlowEstimator()
+        self.independent = CheckFlow()
+
+    def references(self, current: _Decoded, history, shot_start: int, index: int) -> list[Reference]:
+        """Each jump back within the shot; a pixel counts only against the nearest reference
+        where it is reliable (Ruder et al.'s long-term weights, for 0/1 masks)."""
+        by_index = dict(history)
+        references, covered = [], None
+        for jump in self.jumps:
+            if index - jump < shot_start or index - jump not in by_index:
+                break
+            earlier = by_index[index - jump]
+            backward = self._scaled(self.estimate(current.fine, earlier.fine))
+            mask = reliability_mask(backward, self._scaled(self.estimate(earlier.fine, current.fine)))
+            exclusive = mask if covered is None else mask * (1 - covered)
+            covered = mask if covered is None else torch.maximum(covered, mask)
+            references.append(Reference(jump, backward, exclusive))
+        return references
+
+    def check(self, current: _Decoded, previous: _Decoded) -> tuple[torch.Tensor, torch.Tensor]:
+        backward = self.independent(current.pixels, previous.pixels)
+        return backward, reliability_mask(backward, self.independent(previous.pixels, current.pixels))
+
+    def _scaled(self, flow: torch.Tensor) -> torch.Tensor:
+        return scale_flow(flow, self.size)
+
+
+def scale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A flow field resampled to (height, width), its vectors scaled with it."""
+    height, width = flow.shape[-2:]
+    if (height, width) == tuple(size):
+        return flow
+    scaled = F.interpolate(flow, size=size, mode="area" if height >= size[0] else "bilinear")
+    return scaled * torch.tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
+
+
+def _flow_size(clip: Clip) -> tuple[int, int]:
+    height, width = clip.size
+    long_edge = min(max(clip.info.height, clip.info.width), max(height, width, FLOW_MIN_EDGE))
+    if long_edge <= max(height, width):
+        return clip.size
+    return fit_long_edge(clip.info.height, clip.info.width, long_edge)
+
+
+def decode_frames(clip: Clip, indexes: list[int]) -> list[np.ndarray]:
+    """These frames (sorted indexes) at the working size, in one pass."""
+    wanted = set(indexes)
+    frames = read_frames(clip.source, start=clip.video.start, end=clip.video.end, max_frames=clip.video.max_frames, skip=indexes[0])
+    found = [_resized(pixels, clip.size) for index, pixels in zip(range(indexes[0], indexes[-1] + 1), frames) if index in wanted]
+    return found
+
+
+def _resized(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.ascontiguousarray(cv2.resize(pixels, (size[1], size[0]), interpolation=cv2.INTER_AREA))
 
 
 def _is_cut(current: np.ndarray, previous: np.ndarray, backward: torch.Tensor, threshold: float) -> bool:
@@ -95,9 +198,13 @@ def prefetch(iterator: Iterator, depth: int = PREFETCH) -> Iterator:
         stop.set()
 
 
-def warping_errors(output, previous_output, content, previous_content, frame: Frame) -> tuple[float, float]:
-    """(output, input) warping errors of one transition, with the flow between the content frames."""
-    return (
-        warping_error(output, previous_output, frame.backward, frame.mask),
-        warping_error(content, previous_content, frame.backward, frame.mask),
-    )
+def warping_errors(output: np.ndarray, previous_output: np.ndarray, frame: Frame) -> list[float]:
+    """Output and input warping errors of one transition: along the chain's flow, then along
+    the independent check flow: [output, input, output (check), input (check)]."""
+    current, before = as_tensor(output), as_tensor(previous_output)
+    content, content_before = as_tensor(frame.pixels), as_tensor(frame.previous)
+    errors = [warping_error(current, before, frame.backward, frame.mask), warping_error(content, content_before, frame.backward, frame.mask)]
+    if frame.check is not None:
+        backward, mask = frame.check
+        errors += [warping_error(current, before, backward, mask), warping_error(content, content_before, backward, mask)]
+    return errors

@@ -11,12 +11,12 @@ from typing import Iterator
 
 import numpy as np
 
-from ..engine.tensors import as_tensor
 from ..errors import StylizeError
 from ..media.encode import VideoEncoder, mux_audio
 from ..media.files import partial_path
 from .clip import Clip, Segment
 from .frames import frames_with_flow, warping_errors
+from .quality import drift, flags
 from .work import WorkFolder
 
 
@@ -41,6 +41,11 @@ class VideoResult:
     seam_warping_error: float | None = None  # output's warping error on transitions across seams
     within_warping_error: float | None = None  # ... and on those inside segments
     seam_ratio: float | None = None
+    flicker_ratio_independent: float | None = None  # along a second flow the optimisation never saw
+    sharpness: float | None = None  # the output's mean sharpness over the input's
+    drift: dict | None = None  # relative change of style, content and sharpness, first frames to last
+    photo_gaps: list[dict] = field(default_factory=list)  # sampled frames against a photo-path stylization of them
+    flags: list[str] = field(default_factory=list)  # the bounds it breaks (see quality.py)
     device: str | None = None  # where the frames were stylized; the record's, not the video report's
 
     @property
@@ -133,20 +138,21 @@ class _SeamFrames:
             "seam_ratio": seam_output / within_output if seam_output is not None and within_output else None,
         }
 
-    def _seam_errors(self) -> dict[int, tuple[float, float]]:
-        """(output, input) warping errors of the transitions into each cross-fade's frames,
+    def _seam_errors(self) -> dict[int, list[float]]:
+        """Warping errors (see `warping_errors`) of the transitions into each cross-fade's frames,
         with flow between the content frames, decoded again only around each seam."""
         errors = {}
         for seg in self.clip.segments[1:]:
             around = Segment(seg.number, max(0, seg.fade - 1), seg.fade, seg.start, seg.start + 1)
-            previous = None
             for frame in frames_with_flow(self.clip, around, 0):
                 index = frame.index
-                if index in self.into and frame.backward is not None and index in self.frames and index - 1 in self.frames:
-                    errors[index] = warping_errors(as_tensor(self.frames[index]), as_tensor(self.frames[index - 1]),
-                                                   as_tensor(frame.pixels), as_tensor(previous), frame)
-                previous = frame.pixels
+                if index in self.into and frame.previous is not None and index in self.frames and index - 1 in self.frames:
+                    errors[index] = warping_errors(self.frames[index], self.frames[index - 1], frame)
         return errors
+
+
+def _ratio(numerators: list[float], denominators: list[float]) -> float | None:
+    return float(np.mean(numerators) / np.mean(denominators)) if numerators and np.mean(denominators) > 0 else None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -155,6 +161,11 @@ def _mean(values: list[float]) -> float | None:
 
 def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bool, seams: dict, encode_seconds: float) -> VideoResult:
     measured = seams["all"]
+    checked = [e for e in measured if len(e) == 4]
+    independent = _ratio([e[2] for e in checked], [e[3] for e in checked])
+    scores = [score for seg, work in zip(clip.segments, works) for score in work.scores[max(0, seg.start - work.first):]]
+    gaps = [gap for work in works for gap in work.photo_gaps or []]
+    drifted = drift(scores)
     stylized_now = max(1, sum(work.frames_done - work.resumed_from for work in works))
     seconds = sum(work.seconds for work in works) + encode_seconds  # compute time, wherever the segments ran
     return VideoResult(
@@ -177,5 +188,10 @@ def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bo
         seam_warping_error=seams["seam_warping_error"],
         within_warping_error=seams["within_warping_error"],
         seam_ratio=seams["seam_ratio"],
+        flicker_ratio_independent=independent,
+        sharpness=_mean([score[2] for score in scores]),
+        drift=drifted,
+        photo_gaps=gaps,
+        flags=flags(independent, gaps, drifted),
         device=next((work.device for work in works if work.device), None),
     )

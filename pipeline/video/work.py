@@ -8,10 +8,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from ..engine.tensors import as_tensor, to_pil
 from ..media.files import write_json
 from ..media.images import load_image, save_image
 
@@ -27,12 +25,11 @@ class WorkFolder:
         state = self._load_state()
         if state.get("key") != key:
             shutil.rmtree(self.path, ignore_errors=True)
-            state = {"key": key, "first": first, "frames_done": 0, "errors": [], "cuts": [], "complete": False,
-                     "seconds": 0.0, "resumed_from": 0, "device": None}
+            state = {"key": key, "first": first, "frames_done": 0, "errors": [], "scores": [], "cuts": [],
+                     "photo_gaps": None, "complete": False, "seconds": 0.0, "resumed_from": 0, "device": None}
         self.path.mkdir(parents=True, exist_ok=True)
         self.state = state
         self.first = state["first"]
-        self.previous_content: torch.Tensor | None = None
 
     @property
     def frames_done(self) -> int:
@@ -73,7 +70,7 @@ class WorkFolder:
         self.state["device"] = device
 
     def errors_within(self, own_from: int, seam_frames: list[int]) -> list:
-        """Measured (output, input) warping errors into this segment's own output frames
+        """Measured warping errors (see `frames.warping_errors`) into this segment's own output frames
         (from `own_from` on), crossing no seam."""
         skip = set(seam_frames)
         return [e for j, e in enumerate(self.errors) if e is not None and self.first + j > own_from and self.first + j not in skip]
@@ -81,32 +78,33 @@ class WorkFolder:
     def frame(self, index: int) -> np.ndarray:
         return np.asarray(load_image(self._frame_path(index)))
 
-    def last_frame(self) -> torch.Tensor | None:
-        if not self.frames_done:
-            return None
-        index = self.end - 1
-        self.previous_content = as_tensor(load_image(self.path / f"content_{index:06d}.png"))
-        return as_tensor(self.frame(index))
+    @property
+    def scores(self) -> list[list[float]]:
+        """The judge's [style, content, sharpness] of every frame done."""
+        return self.state["scores"]
 
-    def add(self, index: int, cut: bool, pixels: np.ndarray, content: torch.Tensor, errors, seconds: float) -> None:
+    @property
+    def photo_gaps(self) -> list[dict] | None:
+        return self.state["photo_gaps"]
+
+    def recent_frames(self, count: int) -> dict[int, np.ndarray]:
+        """The last `count` frames done, by index: what the next frame is held to."""
+        return {index: self.frame(index) for index in range(max(self.first, self.end - count), self.end)}
+
+    def add(self, index: int, cut: bool, pixels: np.ndarray, errors: list[float] | None, score: list[float], seconds: float) -> None:
         save_image(Image.fromarray(pixels), self._frame_path(index))
-        # The content frame too: a resumed run measures the input's warping error against it.
-        save_image(to_pil(content), self.path / f"content_{index:06d}.png")
-        self.previous_content = content
         self.state["frames_done"] = index + 1 - self.first
-        self.state["errors"].append(list(errors) if errors else None)
+        self.state["errors"].append(errors)
+        self.state["scores"].append(score)
         self.state["seconds"] += seconds
         if cut:
             self.state["cuts"].append(index)
         write_json(self.path / WORK_STATE, self.state)
-        self._drop_content(index - 1)  # only once the state no longer points at it
 
-    def finish(self) -> None:
+    def finish(self, photo_gaps: list[dict]) -> None:
+        self.state["photo_gaps"] = photo_gaps
         self.state["complete"] = True
         write_json(self.path / WORK_STATE, self.state)
-
-    def _drop_content(self, index: int) -> None:
-        (self.path / f"content_{index:06d}.png").unlink(missing_ok=True)
 
     def _frame_path(self, index: int) -> Path:
         return self.path / f"frame_{index:06d}.png"

@@ -1,0 +1,116 @@
+"""How well a stylized clip holds up, measured with yardsticks the optimisation never saw:
+a fixed judge (the same distances whatever the weights), sharpness against the input, and
+flicker along flow from a second, independent estimator.
+
+Bounds below are what `flags` checks; the README's "How a clip holds up" documents them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..engine.stylize import evaluate, stylize_batch
+from ..engine.tensors import as_tensor
+from ..media.opencv import cv2
+from ..settings import StyleSettings
+from .clip import Clip, Segment
+from .frames import decode_frames
+from .work import WorkFolder
+
+# The judge: relative relu4_2 error to the content, and the mean relative Gram error over the
+# five classic style layers, unweighted. It shares layers with the objective, not its weights.
+JUDGE_CONTENT_LAYERS = ("relu4_2",)
+JUDGE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+# A clip is flagged when it falls outside these.
+MAX_INDEPENDENT_FLICKER = 1.5  # output's warping error over the input's, along independent flow
+MAX_PHOTO_GAP = 1.10  # a frame's style or content distance over a photo-path stylization's
+MAX_DRIFT = 0.10  # relative change of mean style, content or sharpness, first frames to last
+DRIFT_FRAMES = 50  # how many frames at each end the drift compares (fewer in short clips)
+
+
+def judge_settings(settings: StyleSettings) -> StyleSettings:
+    """The judge runs on the stylization's network source and device, in fp32, never its weights."""
+    return settings.model_copy(update=dict(
+        content_layers=JUDGE_CONTENT_LAYERS, style_layers=JUDGE_STYLE_LAYERS, style_layer_weights=None,
+        content_weight=1.0, style_weight=1.0, tv_weight=0.0, preserve_color="none", precision="fp32", compile=False,
+    ))
+
+
+def distances(image: torch.Tensor, content: torch.Tensor, styles, settings: StyleSettings) -> tuple[float, float]:
+    """(style, content) distance of a stylized image, as the judge measures them."""
+    losses = evaluate(image, content, styles, judge_settings(settings))
+    return losses["style"], losses["content"]
+
+
+def sharpness(pixels: np.ndarray) -> float:
+    """Mean absolute Laplacian of the grey image: falls as a picture smears."""
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+
+@dataclass
+class FrameScore:
+    """The judge's view of one output frame."""
+
+    style: float
+    content: float
+    sharpness: float  # the output's over the input's
+
+    def as_list(self) -> list[float]:
+        return [self.style, self.content, self.sharpness]
+
+
+def score_frame(output: np.ndarray, content: np.ndarray, styles, settings: StyleSettings) -> FrameScore:
+    style, content_distance = distances(_tensor(output), _tensor(content), styles, settings)
+    return FrameScore(style, content_distance, sharpness(output) / max(sharpness(content), 1e-6))
+
+
+def _tensor(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None].float() / 255
+
+
+def drift(scores: list[list[float]]) -> dict[str, float] | None:
+    """Relative change of each measure's mean from the first frames to the last: 0.05 is 5% higher."""
+    count = min(DRIFT_FRAMES, len(scores) // 4)
+    if count < 2:
+        return None
+    early, late = np.mean(scores[:count], axis=0), np.mean(scores[-count:], axis=0)
+    return {name: float(late[i] / early[i] - 1) for i, name in enumerate(("style", "content", "sharpness"))}
+
+
+def flags(independent_flicker: float | None, photo_gaps: list[dict], drifted: dict[str, float] | None) -> list[str]:
+    """One line for each bound a clip breaks."""
+    found = []
+    if independent_flicker is not None and independent_flicker > MAX_INDEPENDENT_FLICKER:
+        found.append(f"flickers: independent flicker ratio {independent_flicker:.2f} > {MAX_INDEPENDENT_FLICKER}")
+    for gap in photo_gaps:
+        for measure in ("style", "content"):
+            if gap[measure] > MAX_PHOTO_GAP:
+                found.append(f"frame {gap['frame']} is {gap[measure]:.2f}x as far from its {measure} as a photo-path stylization (> {MAX_PHOTO_GAP})")
+    for measure, change in (drifted or {}).items():
+        if abs(change) > MAX_DRIFT:
+            found.append(f"{measure} drifts {change:+.0%} from the first frames to the last (more than {MAX_DRIFT:.0%})")
+    return found
+
+
+def photo_gaps(clip: Clip, segment: Segment, work: WorkFolder, styles) -> list[dict]:
+    """A few of the segment's own frames (evenly spread, the last included) stylized again as
+    photos: how much further from their style and content the video's frames are."""
+    own = list(range(segment.start, work.end))
+    count = min(clip.video.photo_checks, len(own) - 1)  # the segment's first frame is a photo already
+    if count <= 0:
+        return []
+    picks = sorted({own[round(k * (len(own) - 1) / count)] for k in range(1, count + 1)})
+    contents = decode_frames(clip, picks)
+    photos = stylize_batch([as_tensor(content) for content in contents], styles, clip.settings)
+    gaps = []
+    for index, content, photo in zip(picks, contents, photos):
+        photo_pixels = np.asarray(photo.image.resize((clip.size[1], clip.size[0])))  # the photo path rounds sizes its own way
+        theirs = score_frame(photo_pixels, content, styles, clip.settings)
+        style, content_distance, sharp = work.scores[index - work.first]
+        gaps.append({"frame": index, "style": style / theirs.style, "content": content_distance / theirs.content,
+                     "sharpness": sharp / theirs.sharpness})
+    return gaps
