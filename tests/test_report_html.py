@@ -135,7 +135,7 @@ def test_report_opens_from_disk_failure_first_every_thumbnail_loaded(night, page
     assert "broken.jpg" in first.inner_text() and "corrupt or truncated" in first.inner_text()
     images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])")
     assert len(images) == 3 + len(CLIP_THUMBS) and all(width > 0 for _, width in images), images
-    assert re.fullmatch(r"flicker ratio \d+\.\d\d", page.locator(".flicker").inner_text())
+    assert re.fullmatch(r"flicker ratio \d+\.\d\d \(independent flow: \d+\.\d\d\)", page.locator(".flicker").inner_text())
     for link in page.evaluate("[...document.querySelectorAll('figure.result a, figure.out-last a')].map(a => a.href)"):
         assert Path(unquote(urlparse(link).path)).is_file(), link  # the quoted links reach the outputs
 
