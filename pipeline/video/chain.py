@@ -16,10 +16,9 @@ from ..engine.losses import TemporalTarget
 from ..engine.network import network_for
 from ..engine.stylize import prepare_styles, stylize_batch, stylize_frame
 from ..engine.tensors import as_tensor, resize, to_pil
-from ..settings import VideoSettings
 from .clip import Clip, Segment
 from .flow import warp
-from .frames import Frame, frames_with_flow, prefetch, warping_errors
+from .frames import Frame, frames_with_flow, jumps, prefetch, warping_errors
 from .quality import photo_gaps, score_frame
 
 
@@ -46,11 +45,12 @@ def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgr
     began = started = time.perf_counter()
     work.begin(str(network_for(clip.settings).device))
     styles = prepare_styles(clip.styles)
-    outputs = work.recent_frames(reach(clip.video))  # what the next frames are held to
+    reach = jumps(clip.video)[-1]
+    outputs = work.recent_frames(reach)  # what the next frames are held to
     for frame in prefetch(frames_with_flow(clip, segment, work.frames_done)):
         content = as_tensor(frame.pixels)
         if not frame.references or not clip.video.temporal:
-            result = _first_frame(content, styles, clip, frame, segment)
+            result = _first_frame(content, styles, clip, frame)
         else:
             result = _next_frame(content, styles, clip, outputs, frame)
         pixels = _quantise(result)
@@ -59,7 +59,7 @@ def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgr
         work.add(frame.index, frame.cut, pixels, errors, score, time.perf_counter() - started)
         started = time.perf_counter()
         outputs[frame.index] = pixels  # the rounded frame, exactly what a resumed run reloads
-        outputs.pop(frame.index - reach(clip.video), None)
+        outputs.pop(frame.index - reach, None)
         if callback:
             elapsed = time.perf_counter() - began
             done = work.frames_done - work.resumed_from
@@ -68,14 +68,9 @@ def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgr
     return work.frames_done
 
 
-def reach(video: VideoSettings) -> int:
-    """How many earlier outputs a frame can be held to."""
-    return max([1, *video.long_term]) if video.temporal else 1
-
-
-def _first_frame(content: torch.Tensor, styles, clip: Clip, frame: Frame, segment: Segment) -> torch.Tensor:
+def _first_frame(content: torch.Tensor, styles, clip: Clip, frame: Frame) -> torch.Tensor:
     """A new shot or segment: stylized like a photo; independent frames after the first get frame_iterations."""
-    if frame.index == segment.first or frame.cut or not frame.references:
+    if not frame.references:  # the segment's first frame, or a cut
         result = stylize_batch([content], styles, clip.settings)[0].tensor
         return resize(result, tuple(content.shape[-2:]))  # the photo path rounds sizes its own way
     return stylize_frame(content, styles, clip.settings, content, clip.video.frame_iterations).tensor

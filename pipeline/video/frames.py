@@ -20,6 +20,7 @@ from ..engine.tensors import as_tensor
 from ..media.decode import read_frames
 from ..media.images import fit_long_edge
 from ..media.opencv import cv2
+from ..settings import VideoSettings
 from .clip import Clip, Segment
 from .flow import CheckFlow, FlowEstimator, reliability_mask, warp, warping_error
 
@@ -69,22 +70,22 @@ def frames_with_flow(clip: Clip, segment: Segment, done: int) -> Iterator[Frame]
     """The segment's decoded, resized frames with flow to the frames they are held to (frames
     already done before a restart are decoded again only as far back as those reach)."""
     video, size = clip.video, clip.size
-    jumps = sorted({1, *video.long_term}) if video.temporal else [1]
-    flows = _Flows(size, _flow_size(clip), jumps)
+    flows = _Flows(size, _flow_size(clip), jumps(video))
     resume_at = segment.first + done
-    skip = max(segment.first, resume_at - jumps[-1])
+    skip = max(segment.first, resume_at - flows.jumps[-1])
     count = None if segment.stop is None else segment.stop - skip
     if count is not None and count <= 0:
         return
     frames = read_frames(clip.source, start=video.start, end=video.end, max_frames=video.max_frames, skip=skip)
-    history: collections.deque[tuple[int, _Decoded]] = collections.deque(maxlen=jumps[-1])
+    history: collections.deque[tuple[int, _Decoded]] = collections.deque(maxlen=flows.jumps[-1])
     shot_start = skip
     for index, pixels in enumerate(itertools.islice(frames, count), start=skip):
         decoded = _Decoded(pixels, size, flows.flow_size)
         previous = history[-1][1] if history else None
         frame = Frame(index, decoded.pixels)
         if previous is not None:
-            frame.references = flows.references(decoded, history, shot_start, index)
+            # Frames done before a restart only need the last frame's flow, to find cuts again.
+            frame.references = flows.references(decoded, history, shot_start, index, longest=None if index >= resume_at else 1)
             frame.cut = _is_cut(decoded.pixels, previous.pixels, frame.backward, video.scene_cut)
             if frame.cut:
                 shot_start, frame.references = index, []
@@ -105,17 +106,17 @@ class _Flows:
         self.estimate = FlowEstimator()
         self.independent = CheckFlow()
 
-    def references(self, current: _Decoded, history, shot_start: int, index: int) -> list[Reference]:
-        """Each jump back within the shot; a pixel counts only against the nearest reference
-        where it is reliable (Ruder et al.'s long-term weights, for 0/1 masks)."""
+    def references(self, current: _Decoded, history, shot_start: int, index: int, longest: int | None = None) -> list[Reference]:
+        """Each jump back within the shot (up to `longest`); a pixel counts only against the nearest
+        reference where it is reliable (Ruder et al.'s long-term weights, for 0/1 masks)."""
         by_index = dict(history)
         references, covered = [], None
         for jump in self.jumps:
-            if index - jump < shot_start or index - jump not in by_index:
+            if (longest is not None and jump > longest) or index - jump < shot_start or index - jump not in by_index:
                 break
             earlier = by_index[index - jump]
-            backward = self._scaled(self.estimate(current.fine, earlier.fine))
-            mask = reliability_mask(backward, self._scaled(self.estimate(earlier.fine, current.fine)))
+            backward = scale_flow(self.estimate(current.fine, earlier.fine), self.size)
+            mask = reliability_mask(backward, scale_flow(self.estimate(earlier.fine, current.fine), self.size))
             exclusive = mask if covered is None else mask * (1 - covered)
             covered = mask if covered is None else torch.maximum(covered, mask)
             references.append(Reference(jump, backward, exclusive))
@@ -125,8 +126,10 @@ class _Flows:
         backward = self.independent(current.pixels, previous.pixels)
         return backward, reliability_mask(backward, self.independent(previous.pixels, current.pixels))
 
-    def _scaled(self, flow: torch.Tensor) -> torch.Tensor:
-        return scale_flow(flow, self.size)
+
+def jumps(video: VideoSettings) -> list[int]:
+    """How many frames back each frame is held: the last one, and the long-term jumps."""
+    return sorted({1, *video.long_term}) if video.temporal else [1]
 
 
 def scale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -150,8 +153,7 @@ def decode_frames(clip: Clip, indexes: list[int]) -> list[np.ndarray]:
     """These frames (sorted indexes) at the working size, in one pass."""
     wanted = set(indexes)
     frames = read_frames(clip.source, start=clip.video.start, end=clip.video.end, max_frames=clip.video.max_frames, skip=indexes[0])
-    found = [_resized(pixels, clip.size) for index, pixels in zip(range(indexes[0], indexes[-1] + 1), frames) if index in wanted]
-    return found
+    return [_resized(pixels, clip.size) for index, pixels in zip(range(indexes[0], indexes[-1] + 1), frames) if index in wanted]
 
 
 def _resized(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -64,12 +64,8 @@ class FrameScore:
 
 
 def score_frame(output: np.ndarray, content: np.ndarray, styles, settings: StyleSettings) -> FrameScore:
-    style, content_distance = distances(_tensor(output), _tensor(content), styles, settings)
+    style, content_distance = distances(as_tensor(output), as_tensor(content), styles, settings)
     return FrameScore(style, content_distance, sharpness(output) / max(sharpness(content), 1e-6))
-
-
-def _tensor(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None].float() / 255
 
 
 def drift(scores: list[list[float]]) -> dict[str, float] | None:
