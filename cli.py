@@ -102,7 +102,7 @@ class Display(RunEvents):
 
     def video_progress(self, p) -> None:
         left = max(p.frames_hint - p.frame, 0) / p.frames_per_second if p.frames_per_second else 0
-        note = f"{p.frames_per_second:.2f} frames/s, ~{left:.0f} s left"
+        note = f"{p.frames_per_second:.2f} frames/s, ~{left:.0f} s left" + (f" in pass {p.pass_number}/{p.passes}" if p.passes > 1 else "")
         if self.bars:
             if self.frames_bar is None:
                 self.frames_bar = self.bars.add_task("frames", total=p.frames_hint or None, note=note)
@@ -217,6 +217,7 @@ def video(
     temporal: Optional[bool] = typer.Option(None, "--temporal/--no-temporal", help="flow-warped warm start and temporal loss [default: on]"),
     temporal_weight: Optional[float] = typer.Option(None, help=f"[default: {VIDEO_DEFAULTS.temporal_weight}]"),
     long_term: Optional[list[int]] = typer.Option(None, "--long-term", help="also hold pixels to the nearest of these earlier frames where they were visible; repeatable, e.g. --long-term 10 --long-term 20"),
+    passes: Optional[int] = typer.Option(None, help=f"passes over the clip, alternating direction; each later one costs about what the first did [default: {VIDEO_DEFAULTS.passes}]"),
     photo_checks: Optional[int] = typer.Option(None, help=f"frames also stylized as photos to measure the video against [default: {VIDEO_DEFAULTS.photo_checks}]"),
     max_frames: Optional[int] = typer.Option(None, help="stop after this many frames"),
     start: Optional[float] = typer.Option(None, help="seconds into the clip to start"),

@@ -156,6 +156,7 @@ class VideoSettings(BaseModel):
     temporal: bool = Field(True, description="warm-start from the warped previous output and penalise change (Ruder et al.)")
     temporal_weight: float = Field(1000.0, ge=0)
     long_term: tuple[int, ...] = Field((), description="also hold each pixel to the nearest of these earlier frames where it was visible, e.g. [10, 20, 40]")
+    passes: int = Field(1, ge=1, le=100, description="passes over the clip, alternating direction (Ruder et al.'s multi-pass); each costs about as much as the first")
     photo_checks: int = Field(2, ge=0, description="frames also stylized as photos, to measure how the video's frames hold up (0: none)")
     scene_cut: float = Field(0.15, ge=0, description="mean colour change after motion compensation that starts a new shot (0: never)")
     max_frames: int | None = Field(None, ge=1)

@@ -39,6 +39,11 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
 
 
+def to_pixels(tensor: torch.Tensor) -> np.ndarray:
+    """HxWx3 uint8, rounded as an 8-bit file stores it."""
+    return np.asarray(to_pil(tensor), dtype=np.uint8)
+
+
 def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(tensor.shape[-2:]) == tuple(size):
         return tensor

@@ -159,7 +159,7 @@ class FrameWatch:
             return
         self.last = now
         left = max(p.frames_hint - p.frame, 0) / p.frames_per_second if p.frames_per_second else 0.0
-        notes = [f"frame {p.frame}/~{p.frames_hint}", f"{p.frames_per_second:.2f} frames/s", f"~{left:.0f} s left", gpu_memory_note()]
+        notes = [f"pass {p.pass_number}/{p.passes}" if p.passes > 1 else "", f"frame {p.frame}/~{p.frames_hint}", f"{p.frames_per_second:.2f} frames/s", f"~{left:.0f} s left", gpu_memory_note()]
         self.publish(Snapshot(min(p.frame / max(p.frames_hint, 1), 1.0), " · ".join(filter(None, notes)), strip=list(self.strip)))
 
 

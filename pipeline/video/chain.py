@@ -1,6 +1,7 @@
 """The flow-warped frame chain (Ruder et al. 2016): frame 0 of a segment like a photo,
 every later frame warm-started from the previous output warped by optical flow and
-held to it by a temporal loss where the flow is reliable."""
+held to it by a temporal loss where the flow is reliable; then any later passes (passes.py),
+and the figures that say how the clip holds up (quality.py)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,25 @@ import torch
 from ..engine.losses import TemporalTarget
 from ..engine.network import network_for
 from ..engine.stylize import prepare_styles, stylize_batch, stylize_frame
-from ..engine.tensors import as_tensor, resize, to_pil
+from ..engine.tensors import as_tensor, resize, to_pixels
 from .clip import Clip, Segment
 from .flow import warp
 from .frames import Frame, frames_with_flow, jumps, prefetch, warping_errors
-from .quality import photo_gaps, score_frame
+from .passes import later_passes
+from .quality import measure_again, photo_gaps, score_frame
+from .work import WorkFolder
 
 
 @dataclass
 class VideoProgress:
-    frame: int  # 1-based frames finished
-    frames_hint: int  # from the container header: an estimate
+    frame: int  # 1-based frames finished (in this pass)
+    frames_hint: int  # from the container header in the first pass: an estimate
     elapsed: float
     frames_per_second: float
     resumed_from: int
     image: np.ndarray | None = None  # the frame just stylized, HxWx3 uint8, for a live view
+    pass_number: int = 1
+    passes: int = 1
 
     def portable(self) -> "VideoProgress":
         """A light copy for another process: no frame."""
@@ -37,14 +42,43 @@ class VideoProgress:
 
 
 def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgress], None] | None = None) -> int:
-    """Stylize the segment's frames into its work folder (resuming where it stopped), then a few
-    of them as photos to measure against; returns how many frames there are."""
+    """Stylize the segment's frames into its work folder (resuming where it stopped): the
+    forward chain, any later passes, then a few frames again as photos to measure against;
+    returns how many frames there are."""
     work = clip.work(segment)
     if work.complete:
         return work.frames_done
-    began = started = time.perf_counter()
     work.begin(str(network_for(clip.settings).device))
     styles = prepare_styles(clip.styles)
+    progress = _Progress(clip, work, callback)
+    if work.passes_done == 0:
+        _forward_chain(clip, segment, work, styles, progress)
+        work.pass_done(1)
+    if clip.video.passes > 1:
+        later_passes(clip, work, styles, progress)
+        measure_again(clip, segment, work, styles)
+    work.finish(photo_gaps(clip, segment, work, styles))
+    return work.frames_done
+
+
+class _Progress:
+    """Each finished frame, as a VideoProgress for the callback."""
+
+    def __init__(self, clip: Clip, work: WorkFolder, callback: Callable[[VideoProgress], None] | None):
+        self.clip, self.work, self.callback = clip, work, callback
+        self.began, self.frames = time.perf_counter(), 0
+
+    def __call__(self, pass_number: int, frame: int, frames_hint: int, pixels: np.ndarray) -> None:
+        self.frames += 1
+        if self.callback:
+            elapsed = time.perf_counter() - self.began
+            self.callback(VideoProgress(frame, frames_hint, elapsed, self.frames / max(elapsed, 1e-9), self.work.resumed_from,
+                                        pixels, pass_number, self.clip.video.passes))
+
+
+def _forward_chain(clip: Clip, segment: Segment, work: WorkFolder, styles, progress: _Progress) -> None:
+    """The first pass, frame after frame to the segment's end, each scored as it is made."""
+    started = time.perf_counter()
     reach = jumps(clip.video)[-1]
     outputs = work.recent_frames(reach)  # what the next frames are held to
     for frame in prefetch(frames_with_flow(clip, segment, work.frames_done)):
@@ -53,19 +87,14 @@ def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgr
             result = _first_frame(content, styles, clip, frame)
         else:
             result = _next_frame(content, styles, clip, outputs, frame)
-        pixels = _quantise(result)
+        pixels = to_pixels(result)
         errors = warping_errors(pixels, outputs[frame.index - 1], frame) if frame.previous is not None else None
         score = score_frame(pixels, frame.pixels, styles, clip.settings).as_list()
         work.add(frame.index, frame.cut, pixels, errors, score, time.perf_counter() - started)
         started = time.perf_counter()
         outputs[frame.index] = pixels  # the rounded frame, exactly what a resumed run reloads
         outputs.pop(frame.index - reach, None)
-        if callback:
-            elapsed = time.perf_counter() - began
-            done = work.frames_done - work.resumed_from
-            callback(VideoProgress(frame.index + 1, clip.info.frame_count_hint, elapsed, done / max(elapsed, 1e-9), work.resumed_from, pixels))
-    work.finish(photo_gaps(clip, segment, work, styles))
-    return work.frames_done
+        progress(1, frame.index + 1, clip.info.frame_count_hint, pixels)
 
 
 def _first_frame(content: torch.Tensor, styles, clip: Clip, frame: Frame) -> torch.Tensor:
@@ -87,8 +116,3 @@ def _next_frame(content: torch.Tensor, styles, clip: Clip, outputs: dict[int, np
     start = target + (1 - covered) * content
     temporal = TemporalTarget(target, covered, clip.video.temporal_weight)
     return stylize_frame(content, styles, clip.settings, start, clip.video.frame_iterations, temporal).tensor
-
-
-def _quantise(image: torch.Tensor) -> np.ndarray:
-    """To 8 bits, as the encoder and the work folder store it."""
-    return np.asarray(to_pil(image), dtype=np.uint8)

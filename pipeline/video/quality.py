@@ -16,7 +16,7 @@ from ..engine.tensors import as_tensor
 from ..media.opencv import cv2
 from ..settings import StyleSettings
 from .clip import Clip, Segment
-from .frames import decode_frames
+from .frames import decode_frames, frames_with_flow, prefetch, warping_errors
 from .work import WorkFolder
 
 # The judge: relative relu4_2 error to the content, and the mean relative Gram error over the
@@ -110,3 +110,14 @@ def photo_gaps(clip: Clip, segment: Segment, work: WorkFolder, styles) -> list[d
         gaps.append({"frame": index, "style": style / theirs.style, "content": content_distance / theirs.content,
                      "sharpness": sharp / theirs.sharpness})
     return gaps
+
+
+def measure_again(clip: Clip, segment: Segment, work: WorkFolder, styles) -> None:
+    """Every transition's warping errors and every frame's score, from the frames as the last pass left them."""
+    errors, scores, before = [], [], None
+    for frame in prefetch(frames_with_flow(clip, segment, 0)):
+        output = work.frame(frame.index)
+        errors.append(warping_errors(output, before, frame) if frame.previous is not None else None)
+        scores.append(score_frame(output, frame.pixels, styles, clip.settings).as_list())
+        before = output
+    work.remeasured(errors, scores)

@@ -26,7 +26,7 @@ class WorkFolder:
         if state.get("key") != key:
             shutil.rmtree(self.path, ignore_errors=True)
             state = {"key": key, "first": first, "frames_done": 0, "errors": [], "scores": [], "cuts": [],
-                     "photo_gaps": None, "complete": False, "seconds": 0.0, "resumed_from": 0, "device": None}
+                     "photo_gaps": None, "passes_done": 0, "pass_frames": 0, "complete": False, "seconds": 0.0, "resumed_from": 0, "device": None}
         self.path.mkdir(parents=True, exist_ok=True)
         self.state = state
         self.first = state["first"]
@@ -75,8 +75,9 @@ class WorkFolder:
         skip = set(seam_frames)
         return [e for j, e in enumerate(self.errors) if e is not None and self.first + j > own_from and self.first + j not in skip]
 
-    def frame(self, index: int) -> np.ndarray:
-        return np.asarray(load_image(self._frame_path(index)))
+    def frame(self, index: int, pass_number: int | None = None) -> np.ndarray:
+        """A frame as the last finished pass left it (or as pass `pass_number` did)."""
+        return np.asarray(load_image(self._frame_path(index, pass_number or self.passes_done)))
 
     @property
     def scores(self) -> list[list[float]]:
@@ -92,6 +93,7 @@ class WorkFolder:
         return {index: self.frame(index) for index in range(max(self.first, self.end - count), self.end)}
 
     def add(self, index: int, cut: bool, pixels: np.ndarray, errors: list[float] | None, score: list[float], seconds: float) -> None:
+        """A frame of the first pass, with its figures."""
         save_image(Image.fromarray(pixels), self._frame_path(index))
         self.state["frames_done"] = index + 1 - self.first
         self.state["errors"].append(errors)
@@ -101,13 +103,45 @@ class WorkFolder:
             self.state["cuts"].append(index)
         write_json(self.path / WORK_STATE, self.state)
 
+    @property
+    def passes_done(self) -> int:
+        return self.state["passes_done"]
+
+    @property
+    def pass_frames(self) -> int:
+        """Frames the pass under way has replaced."""
+        return self.state["pass_frames"]
+
+    def replace(self, index: int, pixels: np.ndarray, seconds: float) -> None:
+        """The pass under way's result for a frame, kept apart from the last pass's until the
+        pass ends, so a resumed pass starts each frame from exactly what it would have."""
+        path = self._frame_path(index, self.passes_done + 1)
+        path.parent.mkdir(exist_ok=True)
+        save_image(Image.fromarray(pixels), path)
+        self.state["pass_frames"] += 1
+        self.state["seconds"] += seconds
+        write_json(self.path / WORK_STATE, self.state)
+
+    def pass_done(self, number: int) -> None:
+        self.state.update(passes_done=number, pass_frames=0)
+        write_json(self.path / WORK_STATE, self.state)
+        if number > 1:  # the pass before is no longer read
+            for index in range(self.first, self.end):
+                self._frame_path(index, number - 1).unlink(missing_ok=True)
+
+    def remeasured(self, errors: list, scores: list[list[float]]) -> None:
+        """Figures measured again on the frames of the last pass."""
+        self.state.update(errors=errors, scores=scores)
+        write_json(self.path / WORK_STATE, self.state)
+
     def finish(self, photo_gaps: list[dict]) -> None:
         self.state["photo_gaps"] = photo_gaps
         self.state["complete"] = True
         write_json(self.path / WORK_STATE, self.state)
 
-    def _frame_path(self, index: int) -> Path:
-        return self.path / f"frame_{index:06d}.png"
+    def _frame_path(self, index: int, pass_number: int = 1) -> Path:
+        folder = self.path if pass_number <= 1 else self.path / f"pass_{pass_number}"
+        return folder / f"frame_{index:06d}.png"
 
     def _load_state(self) -> dict:
         try:
