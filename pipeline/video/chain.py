@@ -107,12 +107,15 @@ def _first_frame(content: torch.Tensor, styles, clip: Clip, frame: Frame) -> tor
 
 def _next_frame(content: torch.Tensor, styles, clip: Clip, outputs: dict[int, np.ndarray], frame: Frame) -> torch.Tensor:
     """Warm-started from, and held to, the earlier outputs warped into this frame: each pixel
-    to the nearest one where it was reliably visible; elsewhere it starts from the content."""
-    target, covered = torch.zeros_like(content), torch.zeros_like(content[:, :1])
+    to the nearest one where it was reliably visible. Pixels no warp can be trusted for start
+    from the previous output warped anyway, not from the photo: measured on real footage, that
+    brings later frames closer to a photo-path stylization and halves the flicker (README)."""
+    target, covered, previous = torch.zeros_like(content), torch.zeros_like(content[:, :1]), None
     for reference in frame.references:
         warped = warp(as_tensor(outputs[frame.index - reference.jump]), reference.backward)
         target += reference.mask * warped
         covered += reference.mask
-    start = target + (1 - covered) * content
+        previous = warped if previous is None else previous
+    start = target + (1 - covered) * previous
     temporal = TemporalTarget(target, covered, clip.video.temporal_weight)
     return stylize_frame(content, styles, clip.settings, start, clip.video.frame_iterations, temporal).tensor

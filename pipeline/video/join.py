@@ -166,8 +166,8 @@ def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bo
     scores = [score for seg, work in zip(clip.segments, works) for score in work.scores[max(0, seg.start - work.first):]]
     gaps = [gap for work in works for gap in work.photo_gaps or []]
     drifted = drift(scores)
-    stylized_now = max(1, sum(work.frames_done - work.resumed_from for work in works))
-    seconds = sum(work.seconds for work in works) + encode_seconds  # compute time, wherever the segments ran
+    stylized = max(1, sum(work.frames_done for work in works))  # burn-in frames included: they cost the same
+    seconds = sum(work.seconds for work in works) + encode_seconds  # compute time over every run and pass, wherever the segments ran
     return VideoResult(
         output=clip.output,
         frames_in=frames_out,
@@ -178,7 +178,7 @@ def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bo
         duration_out=round(float(frames_out / clip.info.fps), 4),
         audio_kept=audio_kept,
         seconds=round(seconds, 2),
-        seconds_per_frame=round(seconds / stylized_now, 3),
+        seconds_per_frame=round(seconds / stylized, 3),
         warping_error_output=_mean([e[0] for e in measured]),
         warping_error_input=_mean([e[1] for e in measured]),
         scene_cuts=sorted({c for work in works for c in work.cuts}),
