@@ -11,11 +11,14 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from clips import REPO, pan_frames, write_clip
 from pipeline.batch.report_html import render_report
 from pipeline.media.decode import read_frames
 from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.video.chain import warm_start
+from pipeline.video.frames import Frame, Reference
 from pipeline.video.quality import MAX_PHOTO_GAP, drift, flags
 from pipeline.video.stylize import stylize_video
 
@@ -104,3 +107,14 @@ def test_sigkill_with_long_term_consistency_resumes_to_the_same_video(tmp_path):
     subprocess.run([*common, "-o", str(killed)], cwd=REPO, check=True)
     subprocess.run([*common, "-o", str(tmp_path / "straight.mp4")], cwd=REPO, check=True)
     assert np.array_equal(decoded(killed), decoded(tmp_path / "straight.mp4"))
+
+
+def test_pixels_no_warp_can_be_trusted_for_start_from_the_warped_output_not_the_photo():
+    still = torch.zeros(1, 2, 8, 8)
+    trusted = torch.zeros(1, 1, 8, 8)
+    trusted[..., :4] = 1  # the left half is reliable, the right half disoccluded
+    frame = Frame(5, np.zeros((8, 8, 3), np.uint8), references=[Reference(1, still, trusted)])
+    previous_output = np.full((8, 8, 3), 200, np.uint8)
+    start, target, covered = warm_start(frame, {4: previous_output})
+    assert torch.allclose(start, torch.full_like(start, 200 / 255))  # everywhere, not the black photo
+    assert torch.equal(covered, trusted) and float(target[..., 4:].abs().max()) == 0  # held only where trusted

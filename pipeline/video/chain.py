@@ -106,16 +106,20 @@ def _first_frame(content: torch.Tensor, styles, clip: Clip, frame: Frame) -> tor
 
 
 def _next_frame(content: torch.Tensor, styles, clip: Clip, outputs: dict[int, np.ndarray], frame: Frame) -> torch.Tensor:
-    """Warm-started from, and held to, the earlier outputs warped into this frame: each pixel
-    to the nearest one where it was reliably visible. Pixels no warp can be trusted for start
-    from the previous output warped anyway, not from the photo: measured on real footage, that
-    brings later frames closer to a photo-path stylization and halves the flicker (README)."""
-    target, covered, previous = torch.zeros_like(content), torch.zeros_like(content[:, :1]), None
-    for reference in frame.references:
-        warped = warp(as_tensor(outputs[frame.index - reference.jump]), reference.backward)
-        target += reference.mask * warped
-        covered += reference.mask
-        previous = warped if previous is None else previous
-    start = target + (1 - covered) * previous
+    start, target, covered = warm_start(frame, outputs)
     temporal = TemporalTarget(target, covered, clip.video.temporal_weight)
     return stylize_frame(content, styles, clip.settings, start, clip.video.frame_iterations, temporal).tensor
+
+
+def warm_start(frame: Frame, outputs: dict[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(start, temporal target, where the target holds): the earlier outputs warped into this frame,
+    each pixel held to the nearest one where it was reliably visible. Pixels no warp can be trusted
+    for start from the previous output warped anyway, not from the photo: measured on real footage,
+    that brings later frames closer to a photo-path stylization and halves the flicker (README)."""
+    target = covered = previous = None
+    for reference in frame.references:
+        warped = warp(as_tensor(outputs[frame.index - reference.jump]), reference.backward)
+        target = reference.mask * warped if target is None else target + reference.mask * warped
+        covered = reference.mask if covered is None else covered + reference.mask
+        previous = warped if previous is None else previous
+    return target + (1 - covered) * previous, target, covered
