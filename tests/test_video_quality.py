@@ -109,12 +109,14 @@ def test_sigkill_with_long_term_consistency_resumes_to_the_same_video(tmp_path):
     assert np.array_equal(decoded(killed), decoded(tmp_path / "straight.mp4"))
 
 
-def test_pixels_no_warp_can_be_trusted_for_start_from_the_warped_output_not_the_photo():
-    still = torch.zeros(1, 2, 8, 8)
+def test_untrusted_pixels_start_from_the_warped_output_unless_it_reads_from_beyond_the_frame():
+    flow = torch.zeros(1, 2, 8, 8)
+    flow[0, 0, :, 6:] = 4  # the last two columns come into view: their flow points past the right edge
     trusted = torch.zeros(1, 1, 8, 8)
-    trusted[..., :4] = 1  # the left half is reliable, the right half disoccluded
-    frame = Frame(5, np.zeros((8, 8, 3), np.uint8), references=[Reference(1, still, trusted)])
+    trusted[..., :4] = 1  # the left half is reliable; columns 4-5 are disoccluded but inside the frame
+    frame = Frame(5, np.zeros((8, 8, 3), np.uint8), references=[Reference(1, flow, trusted)])
     previous_output = np.full((8, 8, 3), 200, np.uint8)
     start, target, covered = warm_start(frame, {4: previous_output})
-    assert torch.allclose(start, torch.full_like(start, 200 / 255))  # everywhere, not the black photo
+    assert torch.allclose(start[..., :6], torch.tensor(200 / 255))  # painted, not the black photo
+    assert float(start[..., 6:].abs().max()) == 0  # beyond the edge the warp only smears: the photo
     assert torch.equal(covered, trusted) and float(target[..., 4:].abs().max()) == 0  # held only where trusted

@@ -150,6 +150,7 @@ def _clip_facts(video: dict, link: str) -> str:
     flicker = video.get("flicker_ratio")
     facts = [f"{video.get('frames_out')} frames", f"{_fps(video.get('fps_out'))} fps", f"{_seconds(video.get('duration_out'))} long",
              "audio kept" if video.get("audio_kept") else "no audio", f"{_seconds(video.get('seconds_per_frame'))}/frame"]
+    facts += [f"{video['passes']} passes"] if video.get("passes", 1) > 1 else []
     ratio = f"{flicker:.2f}" if flicker is not None else "n/a"
     independent = video.get("flicker_ratio_independent")
     ratio += f" (independent flow: {independent:.2f})" if independent is not None else ""

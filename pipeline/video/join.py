@@ -37,6 +37,7 @@ class VideoResult:
     scene_cuts: list[int] = field(default_factory=list)
     resumed_from: int = 0
     segments: int = 1  # stylized apart (in parallel on a cluster) and joined
+    passes: int = 1  # over the frames, alternating direction (video.passes)
     seams: list[dict] = field(default_factory=list)  # per seam: its frame, burn-in, warping error over the cross-fade
     seam_warping_error: float | None = None  # output's warping error on transitions across seams
     within_warping_error: float | None = None  # ... and on those inside segments
@@ -184,6 +185,7 @@ def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bo
         scene_cuts=sorted({c for work in works for c in work.cuts}),
         resumed_from=sum(work.resumed_from for work in works),
         segments=len(clip.segments),
+        passes=clip.video.passes,
         seams=seams["seams"],
         seam_warping_error=seams["seam_warping_error"],
         within_warping_error=seams["within_warping_error"],
