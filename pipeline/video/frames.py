@@ -45,7 +45,7 @@ class Reference:
 class Frame:
     index: int
     pixels: np.ndarray  # RGB uint8 at the working size
-    previous: np.ndarray | None = None  # the frame before, when it is in the same shot and segment
+    previous: np.ndarray | None = None  # the frame before (in a backward pass, after), when in the same shot and segment
     references: list[Reference] = field(default_factory=list)  # nearest first; jump 1 leads
     check: tuple[torch.Tensor, torch.Tensor] | None = None  # independent (backward flow, mask) to `previous`
     cut: bool = False
