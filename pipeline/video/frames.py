@@ -45,7 +45,7 @@ class Reference:
 class Frame:
     index: int
     pixels: np.ndarray  # RGB uint8 at the working size
-    previous: np.ndarray | None = None  # the frame before (in a backward pass, after), when in the same shot and segment
+    previous: np.ndarray | None = None  # the frame before, when it is in the same shot and segment
     references: list[Reference] = field(default_factory=list)  # nearest first; jump 1 leads
     check: tuple[torch.Tensor, torch.Tensor] | None = None  # independent (backward flow, mask) to `previous`
     cut: bool = False
@@ -67,11 +67,12 @@ class _Decoded:
         self.fine = self.pixels if flow_size == size else _resized(pixels, flow_size)
 
 
-def frames_with_flow(clip: Clip, segment: Segment, done: int) -> Iterator[Frame]:
+def frames_with_flow(clip: Clip, segment: Segment, done: int, long_term: bool = True) -> Iterator[Frame]:
     """The segment's decoded, resized frames with flow to the frames they are held to (frames
-    already done before a restart are decoded again only as far back as those reach)."""
+    already done before a restart are decoded again only as far back as those reach); without
+    `long_term`, to the last frame only, which is all that measuring them needs."""
     video, size = clip.video, clip.size
-    flows = _Flows(size, _flow_size(clip), jumps(video))
+    flows = _Flows(size, _flow_size(clip), jumps(video) if long_term else [1])
     resume_at = segment.first + done
     skip = max(segment.first, resume_at - flows.jumps[-1])
     count = None if segment.stop is None else segment.stop - skip
@@ -169,7 +170,6 @@ def pass_frames(clip: Clip, first: int, end: int, backward: bool, done: int, cut
             frame, neighbour = Frame(index, decoded[index].pixels), index - step
             if neighbour in decoded and max(index, neighbour) not in shots_start:
                 frame.references = [flows.reference(decoded[index], decoded[neighbour], step)]
-                frame.previous = decoded[neighbour].pixels
             yield frame
 
 

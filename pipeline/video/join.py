@@ -145,7 +145,7 @@ class _SeamFrames:
         errors = {}
         for seg in self.clip.segments[1:]:
             around = Segment(seg.number, max(0, seg.fade - 1), seg.fade, seg.start, seg.start + 1)
-            for frame in frames_with_flow(self.clip, around, 0):
+            for frame in frames_with_flow(self.clip, around, 0, long_term=False):
                 index = frame.index
                 if index in self.into and frame.previous is not None and index in self.frames and index - 1 in self.frames:
                     errors[index] = warping_errors(self.frames[index], self.frames[index - 1], frame)

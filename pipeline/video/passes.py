@@ -29,7 +29,7 @@ PassProgress = Callable[[int, int, int, np.ndarray], None]
 def later_passes(clip: Clip, work: WorkFolder, styles, progress: PassProgress) -> None:
     """Passes 2..video.passes over the frames in the work folder, backward first; resumable
     (a pass resumes at the frame it reached, with the same starts it would have had)."""
-    for number in range(max(work.passes_done, 1) + 1, clip.video.passes + 1):
+    for number in range(work.passes_done + 1, clip.video.passes + 1):
         frames = pass_frames(clip, work.first, work.end, number % 2 == 0, work.pass_frames, work.cuts)
         started = time.perf_counter()
         for frame in prefetch(frames):

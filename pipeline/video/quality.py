@@ -115,7 +115,7 @@ def photo_gaps(clip: Clip, segment: Segment, work: WorkFolder, styles) -> list[d
 def measure_again(clip: Clip, segment: Segment, work: WorkFolder, styles) -> None:
     """Every transition's warping errors and every frame's score, from the frames as the last pass left them."""
     errors, scores, before = [], [], None
-    for frame in prefetch(frames_with_flow(clip, segment, 0)):
+    for frame in prefetch(frames_with_flow(clip, segment, 0, long_term=False)):
         output = work.frame(frame.index)
         errors.append(warping_errors(output, before, frame) if frame.previous is not None else None)
         scores.append(score_frame(output, frame.pixels, styles, clip.settings).as_list())
