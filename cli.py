@@ -40,7 +40,8 @@ Weights = Annotated[Optional[str], typer.Option(help=f"caffe, torchvision or a s
 Precision = Annotated[Optional[str], typer.Option(help=f"fp32, mixed, bf16 or auto (mixed on CUDA) {_default('precision')}")]
 Compile = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the network (long GPU runs) [default: off]")]
 ContentWeight = Annotated[Optional[float], typer.Option(help=f"{_default('content_weight')}")]
-StyleWeight = Annotated[Optional[float], typer.Option(help=f"{_default('style_weight')}")]
+StyleWeight = Annotated[Optional[float], typer.Option(help=f"experts: the style term's weight at the default strength {_default('style_weight')}")]
+Strength = Annotated[Optional[float], typer.Option(help=f"how much of the painting, 0 to 1; the same look across paintings and sizes {_default('strength')}")]
 PreserveColor = Annotated[Optional[str], typer.Option(help=f"none, luminance or histogram {_default('preserve_color')}")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="only errors and the result")]
 Preset = Annotated[Optional[str], typer.Option(help="preview, default or hq (configs/presets): its settings, under the options given")]
@@ -181,6 +182,7 @@ def image(
     weights: Weights = None,
     optimizer: Optional[str] = typer.Option(None, help=f"lbfgs or adam {_default('optimizer')}"),
     learning_rate: Optional[float] = typer.Option(None, help="step size [default: 1.0 lbfgs, 0.02 adam]"),
+    strength: Strength = None,
     content_weight: ContentWeight = None,
     style_weight: StyleWeight = None,
     tv_weight: Optional[float] = typer.Option(None, help=f"{_default('tv_weight')}"),
@@ -229,6 +231,7 @@ def video(
     precision: Precision = None,
     compile: Compile = None,
     weights: Weights = None,
+    strength: Strength = None,
     style_weight: StyleWeight = None,
     content_weight: ContentWeight = None,
     preserve_color: PreserveColor = None,

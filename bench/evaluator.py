@@ -1,5 +1,5 @@
-"""One judge for every tool: the same VGG19 (Caffe weights), layers and weighting score
-any output against its content and style, so "reaching a loss" means the same everywhere."""
+"""One score for every tool in the races: the judge (pipeline/engine/judge.py) on any output,
+combined as content + 30 x style so that the races keep the scale their thresholds were set on."""
 
 from __future__ import annotations
 
@@ -7,27 +7,16 @@ from pathlib import Path
 
 import torch
 
-from pipeline import StyleSettings, evaluate
+from pipeline import StyleSettings
+from pipeline.engine.judge import distances
 from pipeline.engine.tensors import as_tensor, resize_long_edge
 
-# fp32 whatever the device, and the library's default layers and weights, fixed here so that changing a default
-# never moves the yardstick.
-JUDGE = dict(
-    precision="fp32",
-    weights="caffe",
-    content_layers=("relu4_2",),
-    style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
-    content_weight=1.0,
-    style_weight=30.0,
-    tv_weight=0.0,
-    style_scale=1.0,
-)
+STYLE_SHARE = 30.0  # style distances are about 30x smaller than content ones at the races' quality
 
 
 def score(output: Path | torch.Tensor, content: Path, style: Path, size: int, device: str = "auto") -> dict[str, float]:
-    """content: relative feature error; style: weighted relative Gram error; total: their sum.
+    """content: relative feature error; style: mean relative Gram error; total: content + STYLE_SHARE x style.
     Every output, a file or an image tensor, is judged at the same long edge, `size`."""
-    settings = StyleSettings(device=device, **JUDGE)
     image = resize_long_edge(as_tensor(output), size)
-    losses = evaluate(image, content, [style], settings)
-    return {"content": losses["content"], "style": losses["style"], "total": losses["content"] + losses["style"]}
+    style_distance, content_distance = distances(image, content, [style], StyleSettings(device=device))
+    return {"content": content_distance, "style": style_distance, "total": content_distance + STYLE_SHARE * style_distance}

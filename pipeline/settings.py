@@ -26,6 +26,11 @@ COARSE_TOLERANCE_FACTOR = 10
 # its content and their blend stay in memory (about 4 GB at 8192 px).
 MAX_SIZE = 8192
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+# strength: the default, and how many times stronger the style term gets from it to strength 1
+# (and weaker down to 0). The style term is the style loss over the unstylized photo's, so a
+# strength weighs the same share of the way to the painting whatever the painting, photo or size.
+DEFAULT_STRENGTH = 0.5
+STRENGTH_RANGE = 10.0
 # Settings that change where or how fast the work runs, not what it produces.
 SPEED_ONLY_SETTINGS = frozenset({"device", "compile"})
 
@@ -41,11 +46,12 @@ class StyleSettings(BaseModel):
     optimizer: Optimizer = "lbfgs"
     learning_rate: float | None = Field(None, gt=0, description="default: 1.0 for lbfgs, 0.02 for adam")
     content_weight: float = Field(1.0, ge=0)
-    style_weight: float = Field(30.0, ge=0)
+    style_weight: float = Field(3.0, ge=0, description="experts: the style term's weight at the default strength (the style loss over the photo's)")
     tv_weight: float = Field(1.0, ge=0)
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     style_layer_weights: tuple[float, ...] | None = Field(None, description="one per style layer (default: equal)")
+    strength: float = Field(DEFAULT_STRENGTH, ge=0, le=1, description="how much of the painting: 0 a light touch, 1 the most; means the same across paintings and sizes")
     style_scale: float = Field(1.0, gt=0, le=4, description="style image size relative to the content")
     preserve_color: ColorMode = "none"
     init: str = Field("content", description="content, noise, or a path to an image")
@@ -86,6 +92,11 @@ class StyleSettings(BaseModel):
         weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
         total = sum(weights) or 1.0
         return {layer: w / total for layer, w in zip(self.style_layers, weights)}
+
+    def style_balance(self) -> float:
+        """The style term's weight against content_weight: style_weight, times STRENGTH_RANGE for
+        each 0.5 of strength above the default (divided, below it)."""
+        return self.style_weight * STRENGTH_RANGE ** (2 * (self.strength - DEFAULT_STRENGTH))
 
     def scale_sizes(self) -> list[int]:
         """Long edge of each level, coarsest first, ending at `size`."""

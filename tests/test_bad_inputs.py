@@ -49,6 +49,7 @@ def test_transparency_lands_on_white_and_cmyk_converts(tmp_path):
 @pytest.mark.parametrize("option, value, fragment", [
     ("--size", "100000", "size"), ("--style-weight", "nan", "style_weight"),
     ("--content-weight", "inf", "content_weight"), ("--device", "tpu", "unknown device 'tpu'"),
+    ("--strength", "1.5", "strength"),
 ])
 def test_settings_beyond_reason_are_refused(tmp_path, option, value, fragment):
     output = tmp_path / "out.jpg"

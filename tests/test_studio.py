@@ -37,10 +37,11 @@ from pipeline.studio.server import check_host
 
 def test_the_command_and_manifest_job_shown_for_a_result_say_what_was_run(tmp_path, photo, monkeypatch):
     monkeypatch.chdir(tmp_path)  # paths outside the server's folder are shown whole
-    recipe = Recipe((Style(STARRY, 2.0), Style(MATISSE, 1.0)), preset="preview", size=96, preserve_color="luminance", seed=3)
+    recipe = Recipe((Style(STARRY, 2.0), Style(MATISSE, 1.0)), preset="preview", size=96, preserve_color="luminance", seed=3,
+                    strength=0.8)
     command = image_command(photo, recipe, tmp_path / "out.png")
     assert command.startswith("stylize image ")
-    for words in (f"{STARRY}:2", f"{MATISSE}:1", "--preset preview", "--size 96", "--preserve-color luminance", "--seed 3",
+    for words in (f"{STARRY}:2", f"{MATISSE}:1", "--preset preview", "--size 96", "--preserve-color luminance", "--seed 3", "--strength 0.8",
                   "-o out.png"):  # inside it: relative
         assert words in command
     manifest = tmp_path / "m.yaml"
@@ -48,7 +49,9 @@ def test_the_command_and_manifest_job_shown_for_a_result_say_what_was_run(tmp_pa
     assert validate_manifest(manifest) == []
     job = yaml.safe_load(manifest.read_text())["jobs"][0]
     assert job["style"] == [{"path": str(STARRY), "weight": 2.0}, {"path": str(MATISSE), "weight": 1.0}]
+    assert job["strength"] == 0.8
     assert recipe.settings().size == 96 and recipe.settings().iterations == 100  # the preset's, under the page's
+    assert recipe.settings().strength == 0.8
 
 
 def test_run_files_are_served_only_from_inside_the_run_folders(tmp_path):
@@ -203,6 +206,8 @@ def test_image_tab_shows_the_image_forming_then_a_result_to_download(studio, pag
     page.wait_for_function("document.querySelector('#image-styles').innerText.includes('woman-with-hat-matisse')")
     page.locator("#image-size input").fill("64")
     page.locator("#image-steps input").fill("40")
+    page.locator("#image-strength input[type=number]").fill("0.8")
+    page.locator("#image-strength input[type=number]").press("Enter")
     page.evaluate("""() => { window.previews = []; window.resultShown = false;
         new MutationObserver(() => {
             const img = document.querySelector('#image-result img');
@@ -224,7 +229,7 @@ def test_image_tab_shows_the_image_forming_then_a_result_to_download(studio, pag
     with Image.open(saved) as result:
         assert max(result.size) == 64 and result.mode == "RGB"
     command = page.locator("#image-command").inner_text()
-    assert "stylize image" in command and "--size 64" in command and "woman-with-hat-matisse" in command
+    assert "stylize image" in command and "--size 64" in command and "--strength 0.8" in command and "woman-with-hat-matisse" in command
 
 
 @pytest.mark.browser

@@ -125,7 +125,7 @@ class GatysLoss(nn.Module):
         style: dict[str, StyleLoss],
         style_layer_weights: dict[str, float],
         content_weight: float,
-        style_weight: float,
+        style_weight: float | torch.Tensor,  # one for all, or one per image [B]
         tv_weight: float,
         temporal: TemporalTarget | None = None,
     ):

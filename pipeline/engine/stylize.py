@@ -30,7 +30,7 @@ from ..media.lock import OutputLock
 from ..media.images import check_fits_network, check_image_output, fit_long_edge, save_image
 from ..settings import Style, StyleSettings
 from .color import ColorPreservation
-from .losses import ContentLoss, GatysLoss, LossTerms, StyleLoss, TemporalTarget
+from .losses import EPS, ContentLoss, GatysLoss, LossTerms, StyleLoss, TemporalTarget
 from .memory import fitting_tile_size
 from .network import Grams, Network, network_for
 from .optimize import Level, Optimized, optimize
@@ -81,6 +81,14 @@ class StylizeResult:
     device: str
     stopped_early: bool
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (height, width) of each level
+
+
+@dataclass(frozen=True)
+class StyleTarget:
+    """What the style term aims at: the blended Grams, and its weight for each image in the batch."""
+
+    grams: Grams
+    weight: torch.Tensor  # [B]
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ def evaluate(image: ImageLike, content: ImageLike, styles, settings: StyleSettin
     image_t = transfer.colour.working(as_tensor(image).to(transfer.device))
     content_t = transfer.colour.working(resize(as_tensor(content), tuple(image_t.shape[-2:])).to(transfer.device))
     with torch.no_grad():
-        return transfer.criterion(content_t, transfer.style_grams(content_t))(image_t).as_floats()
+        return transfer.criterion(content_t, transfer.style_target(content_t))(image_t).as_floats()
 
 
 def prepare_styles(styles) -> list[PreparedStyle]:
@@ -202,24 +210,24 @@ class _Transfer:
         content = self.colour.working(content)
         if temporal is not None:
             temporal = TemporalTarget(self.colour.working(temporal.warped.to(self.device)), temporal.mask.to(self.device), temporal.weight)
-        grams = self.style_grams(content)
+        target = self.style_target(content)
         image = self._initial_image(content) if start is None else start
         height, width = content.shape[-2:]
         # Tiles smaller than asked only where the device's free memory could not hold them.
         tile_size = fitting_tile_size(self.network, self.settings.tile_size, content.shape[0])
         boxes = tile_boxes(height, width, tile_size, TILE_OVERLAP)
         if len(boxes) == 1:
-            return optimize(image, self.criterion(content, grams, temporal), level, self.settings, self._reporter(level, 0, 1, height, width))
-        return self._solve_tiles(image, content, grams, level, boxes, temporal)
+            return optimize(image, self.criterion(content, target, temporal), level, self.settings, self._reporter(level, 0, 1, height, width))
+        return self._solve_tiles(image, content, target, level, boxes, temporal)
 
-    def _solve_tiles(self, image, content, grams: Grams, level: Level, boxes, temporal) -> Optimized:
+    def _solve_tiles(self, image, content, target: "StyleTarget", level: Level, boxes, temporal) -> Optimized:
         height, width = content.shape[-2:]
         blended = torch.zeros_like(image)
         coverage = torch.zeros_like(image[:, :1])
         tiles: list[Optimized] = []
         for index, (top, left, h, w) in enumerate(boxes):
             window = (..., slice(top, top + h), slice(left, left + w))
-            criterion = self.criterion(content[window], grams, temporal.crop(window) if temporal else None)
+            criterion = self.criterion(content[window], target, temporal.crop(window) if temporal else None)
             tile = optimize(image[window], criterion, level, self.settings, self._reporter(level, index, len(boxes), h, w))
             mask = feather((top, left, h, w), height, width, TILE_OVERLAP, image.device)
             blended[window] += tile.image * mask
@@ -231,17 +239,28 @@ class _Transfer:
         ]
         return Optimized(blended / coverage, sum(t.steps for t in tiles), any(t.stopped_early for t in tiles), mean_losses)
 
-    def criterion(self, content: torch.Tensor, grams: Grams, temporal: TemporalTarget | None = None) -> Callable[[torch.Tensor], LossTerms]:
+    def criterion(self, content: torch.Tensor, target: "StyleTarget", temporal: TemporalTarget | None = None) -> Callable[[torch.Tensor], LossTerms]:
         """Image -> weighted loss terms. The losses run outside autocast: fp32 Gram matrices."""
         settings = self.settings
         with torch.no_grad():
             features = self.network.features(content)
         loss = GatysLoss(
             {name: ContentLoss(features[name]) for name in settings.content_layers},
-            {name: StyleLoss(grams[name]) for name in settings.style_layers},
-            settings.layer_weights(), settings.content_weight, settings.style_weight, settings.tv_weight, temporal,
+            {name: StyleLoss(target.grams[name]) for name in settings.style_layers},
+            settings.layer_weights(), settings.content_weight, target.weight, settings.tv_weight, temporal,
         )
         return lambda image: loss(image, self.network.features(image))
+
+    def style_target(self, content: torch.Tensor) -> "StyleTarget":
+        """The style Grams for this working content, and the style term's weight for each image:
+        the settings' balance over the style loss of the unstylized photo, so that the style
+        term starts at 1 whatever the painting and photo, and `strength` means the same for all."""
+        grams = self.style_grams(content)
+        photo = resize_long_edge(content, min(max(content.shape[-2:]), self.settings.tile_size))  # the whole picture, within memory
+        with torch.no_grad():
+            features = self.network.features(photo)
+        at_photo = sum(weight * StyleLoss(grams[name])(features[name]) for name, weight in self.settings.layer_weights().items())
+        return StyleTarget(grams, self.settings.style_balance() / at_photo.clamp_min(EPS))
 
     def style_grams(self, content: torch.Tensor) -> Grams:
         """The blend of each style's Gram matrices, weighted, for this working content."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from ..batch.manifest import settings_with_preset
-from ..settings import Style, StyleSettings, VideoSettings, settings_from
+from ..settings import DEFAULT_STRENGTH, Style, StyleSettings, VideoSettings, settings_from
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,12 @@ class Recipe:
     seed: int = 0
     device: str = "auto"  # the server's, not the page's
     frame_iterations: int | None = None  # clips; None: the library's
+    strength: float = DEFAULT_STRENGTH
 
     def options(self) -> dict:
         """The settings given on top of the preset, as `stylize image` options name them."""
-        given = {"size": self.size, "iterations": self.iterations, "preserve_color": self.preserve_color, "seed": self.seed}
+        given = {"size": self.size, "iterations": self.iterations, "strength": self.strength,
+                 "preserve_color": self.preserve_color, "seed": self.seed}
         defaults = StyleSettings()
         return {k: v for k, v in given.items() if v is not None and (k in ("size", "iterations") or v != getattr(defaults, k))}
 

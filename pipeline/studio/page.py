@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import StylizeError
-from ..settings import Style
+from ..settings import DEFAULT_STRENGTH, Style
 from .commands import Recipe
 from .folders import REPORT_HTML, StudioFolders
 from .jobs import ClipOutcome, LiveJob, PhotoOutcome, Snapshot, stylize_clip, stylize_photo
@@ -105,11 +105,14 @@ def _settings_controls(prefix: str):
         size = gr.Number(None, precision=0, minimum=16, label="Size: long edge in px (blank: the preset's)", elem_id=f"{prefix}-size")
         steps = gr.Number(None, precision=0, minimum=1, label="Steps (blank: the preset's)", elem_id=f"{prefix}-steps")
         seed = gr.Number(0, precision=0, label="Seed", elem_id=f"{prefix}-seed")
-    return preset, colour, size, steps, seed
+    strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength: how much of the painting (0 a light touch, 1 the most)",
+                         elem_id=f"{prefix}-strength")
+    return [preset, colour, size, steps, seed, strength]
 
 
-def _recipe(styles, preset, colour, size, steps, seed, device, frame_iterations=None) -> Recipe:
-    return Recipe(styles, preset, _count(size), _count(steps), colour, int(seed or 0), device, _count(frame_iterations))
+def _recipe(styles, device, preset, colour, size, steps, seed, strength, frame_iterations=None) -> Recipe:
+    return Recipe(styles, preset, _count(size), _count(steps), colour, int(seed or 0), device, _count(frame_iterations),
+                  float(strength))
 
 
 def _count(value) -> int | None:
@@ -135,7 +138,7 @@ def _image_tab(folders: StudioFolders, device: str) -> None:
         with gr.Column(scale=1):
             content = gr.Image(type="filepath", label="Photo", sources=["upload"], height=260, elem_id="image-content")
             styles = _StyleControls(folders, "image")
-            preset, colour, size, steps, seed = _settings_controls("image")
+            settings = _settings_controls("image")
             with gr.Row():
                 run = gr.Button("Stylize", variant="primary", elem_id="image-run")
                 stop = gr.Button("Cancel", elem_id="image-cancel")
@@ -147,10 +150,10 @@ def _image_tab(folders: StudioFolders, device: str) -> None:
             command = gr.Code(label="The same from a terminal", language="shell", lines=2, wrap_lines=True, elem_id="image-command")
             job = gr.Code(label="The same as a manifest job", language="yaml", lines=6, elem_id="image-job")
 
-    async def stylize(photo, rows, known, preset, colour, size, steps, seed):
+    async def stylize(photo, rows, known, *chosen):
         if not photo:
             raise gr.Error("upload a photo first")
-        recipe = _recipe(_StyleControls.styles(rows, known), preset, colour, size, steps, seed, device)
+        recipe = _recipe(_StyleControls.styles(rows, known), device, *chosen)
         async for update in _stream(partial(stylize_photo, Path(photo), recipe, folders)):
             if isinstance(update, Snapshot):
                 yield {status: _status(update), result: gr.skip() if update.preview is None else update.preview}
@@ -159,7 +162,7 @@ def _image_tab(folders: StudioFolders, device: str) -> None:
                        download: gr.DownloadButton(value=str(update.output), visible=True),
                        command: update.command, job: update.manifest_job}
 
-    event = run.click(stylize, [content, styles.table, styles.known, preset, colour, size, steps, seed],
+    event = run.click(stylize, [content, styles.table, styles.known, *settings],
                       [status, result, download, summary, command, job], concurrency_limit=1,
                       concurrency_id=DEVICE_QUEUE, show_progress_on=[status])
     stop.click(None, None, None, cancels=[event])
@@ -170,7 +173,7 @@ def _video_tab(folders: StudioFolders, device: str) -> None:
         with gr.Column(scale=1):
             clip = gr.Video(label="Clip", sources=["upload"], height=260, elem_id="video-clip")
             styles = _StyleControls(folders, "video")
-            preset, colour, size, steps, seed = _settings_controls("video")
+            settings = _settings_controls("video")
             frame_steps = gr.Number(None, precision=0, minimum=0, label="Steps for each frame after the first (blank: default)",
                                     elem_id="video-frame-steps")
             with gr.Row():
@@ -184,10 +187,10 @@ def _video_tab(folders: StudioFolders, device: str) -> None:
             command = gr.Code(label="The same from a terminal", language="shell", lines=2, wrap_lines=True, elem_id="video-command")
             job = gr.Code(label="The same as a manifest job", language="yaml", lines=6, elem_id="video-job")
 
-    async def stylize(source, rows, known, preset, colour, size, steps, seed, frame_steps):
+    async def stylize(source, rows, known, *chosen):
         if not source:
             raise gr.Error("upload a clip first")
-        recipe = _recipe(_StyleControls.styles(rows, known), preset, colour, size, steps, seed, device, frame_steps)
+        recipe = _recipe(_StyleControls.styles(rows, known), device, *chosen)
         async for update in _stream(partial(stylize_clip, Path(source), recipe, folders)):
             if isinstance(update, Snapshot):
                 yield {status: _status(update), strip: gr.skip() if update.strip is None else update.strip}
@@ -195,7 +198,7 @@ def _video_tab(folders: StudioFolders, device: str) -> None:
                 yield {status: _status(Snapshot(1.0, "done")), result: str(update.output), summary: update.summary,
                        command: update.command, job: update.manifest_job}
 
-    event = run.click(stylize, [clip, styles.table, styles.known, preset, colour, size, steps, seed, frame_steps],
+    event = run.click(stylize, [clip, styles.table, styles.known, *settings, frame_steps],
                       [status, strip, result, summary, command, job], concurrency_limit=1,
                       concurrency_id=DEVICE_QUEUE, show_progress_on=[status])
     stop.click(None, None, None, cancels=[event])

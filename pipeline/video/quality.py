@@ -1,5 +1,5 @@
 """How well a stylized clip holds up, measured with yardsticks the optimisation never saw:
-a fixed judge (the same distances whatever the weights), sharpness against the input, and
+the judge (engine/judge.py: the same distances whatever the weights), sharpness against the input, and
 flicker along flow from a second, independent estimator.
 
 Bounds below are what `flags` checks; the README's "How a clip holds up" documents them."""
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.stylize import evaluate, stylize_batch
+from ..engine.judge import distances
+from ..engine.stylize import stylize_batch
 from ..engine.tensors import as_tensor
 from ..media.opencv import cv2
 from ..settings import StyleSettings
@@ -19,30 +20,11 @@ from .clip import Clip, Segment
 from .frames import decode_frames, frames_with_flow, prefetch, warping_errors
 from .work import WorkFolder
 
-# The judge: relative relu4_2 error to the content, and the mean relative Gram error over the
-# five classic style layers, unweighted. It shares layers with the objective, not its weights.
-JUDGE_CONTENT_LAYERS = ("relu4_2",)
-JUDGE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-
 # A clip is flagged when it falls outside these.
 MAX_INDEPENDENT_FLICKER = 1.5  # output's warping error over the input's, along independent flow
 MAX_PHOTO_GAP = 1.10  # a frame's style or content distance over a photo-path stylization's
 MAX_DRIFT = 0.10  # relative change of mean style, content or sharpness, first frames to last
 DRIFT_FRAMES = 50  # how many frames at each end the drift compares (fewer in short clips)
-
-
-def judge_settings(settings: StyleSettings) -> StyleSettings:
-    """The judge runs on the stylization's network source and device, in fp32, never its weights."""
-    return settings.model_copy(update=dict(
-        content_layers=JUDGE_CONTENT_LAYERS, style_layers=JUDGE_STYLE_LAYERS, style_layer_weights=None,
-        content_weight=1.0, style_weight=1.0, tv_weight=0.0, preserve_color="none", precision="fp32", compile=False,
-    ))
-
-
-def distances(image: torch.Tensor, content: torch.Tensor, styles, settings: StyleSettings) -> tuple[float, float]:
-    """(style, content) distance of a stylized image, as the judge measures them."""
-    losses = evaluate(image, content, styles, judge_settings(settings))
-    return losses["style"], losses["content"]
 
 
 def sharpness(pixels: np.ndarray) -> float:
