@@ -16,6 +16,7 @@ _LAZY = {
     "Progress": "pipeline.engine.stylize",
     "StylizeResult": "pipeline.engine.stylize",
     "evaluate": "pipeline.engine.stylize",
+    "verdict": "pipeline.engine.judge",
     "stylize_image": "pipeline.engine.stylize",
     "stylize_image_file": "pipeline.engine.stylize",
     "stylize_video": "pipeline.video.stylize",

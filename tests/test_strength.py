@@ -14,9 +14,10 @@ from tests.common import PHOTO, REPO, STARRY
 
 PAINTINGS = [STARRY, REPO / "samples/styles/great_wave_hokusai.jpg", REPO / "samples/styles/udnie_picabia.jpg"]
 STRENGTHS = (0.2, 0.5, 0.8)
-# The README's "Strength" documents this: at equal strength, the style distances on different
-# paintings are within this factor of each other (measured 1.4-1.6 at 64 to 256 px).
-STYLE_SPREAD = 2.0
+# The README's "Strength and balance" documents this: at equal strength, the style distances on
+# different paintings are within this factor of each other (here 1.3-2.1; with the old fixed
+# weight, 4-7 on the evaluation set).
+STYLE_SPREAD = 2.5
 
 
 @pytest.fixture(scope="module")

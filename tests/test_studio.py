@@ -289,8 +289,10 @@ def test_runs_tab_shows_a_run_report_with_its_pictures(studio, page):
     report = page.frame_locator("#run-report")
     report.locator("img").first.wait_for()
     assert "chelsea" in report.locator("body").inner_text()
-    widths = page.frame(url=re.compile(r"/runs/0/report\.html$")).evaluate(
-        "Array.from(document.images).map(img => img.complete ? img.naturalWidth : 0)")
+    frame = page.frame(url=re.compile(r"/runs/0/report\.html$"))
+    # Pictures load one after another; under load the later ones arrive after the first.
+    frame.wait_for_function("Array.from(document.images).every(img => img.complete)", timeout=30_000)
+    widths = frame.evaluate("Array.from(document.images).map(img => img.naturalWidth)")
     assert widths and all(width > 0 for width in widths), widths
 
 

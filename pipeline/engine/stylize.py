@@ -220,7 +220,7 @@ class _Transfer:
             return optimize(image, self.criterion(content, target, temporal), level, self.settings, self._reporter(level, 0, 1, height, width))
         return self._solve_tiles(image, content, target, level, boxes, temporal)
 
-    def _solve_tiles(self, image, content, target: "StyleTarget", level: Level, boxes, temporal) -> Optimized:
+    def _solve_tiles(self, image, content, target: StyleTarget, level: Level, boxes, temporal) -> Optimized:
         height, width = content.shape[-2:]
         blended = torch.zeros_like(image)
         coverage = torch.zeros_like(image[:, :1])
@@ -239,7 +239,7 @@ class _Transfer:
         ]
         return Optimized(blended / coverage, sum(t.steps for t in tiles), any(t.stopped_early for t in tiles), mean_losses)
 
-    def criterion(self, content: torch.Tensor, target: "StyleTarget", temporal: TemporalTarget | None = None) -> Callable[[torch.Tensor], LossTerms]:
+    def criterion(self, content: torch.Tensor, target: StyleTarget, temporal: TemporalTarget | None = None) -> Callable[[torch.Tensor], LossTerms]:
         """Image -> weighted loss terms. The losses run outside autocast: fp32 Gram matrices."""
         settings = self.settings
         with torch.no_grad():
@@ -251,7 +251,7 @@ class _Transfer:
         )
         return lambda image: loss(image, self.network.features(image))
 
-    def style_target(self, content: torch.Tensor) -> "StyleTarget":
+    def style_target(self, content: torch.Tensor) -> StyleTarget:
         """The style Grams for this working content, and the style term's weight for each image:
         the settings' balance over the style loss of the unstylized photo, so that the style
         term starts at 1 whatever the painting and photo, and `strength` means the same for all."""
