@@ -102,12 +102,13 @@ def thumbnail(image: Image.Image, label: str = "") -> Image.Image:
     return tile
 
 
-def sheet(rows: list[list[Image.Image]], path: Path) -> None:
+def sheet(rows: list[list[Image.Image]], path: Path, header: int = THUMB) -> None:
+    """The first row shows only its bottom `header` pixels (a label row needs no more)."""
     grid = Image.new("RGB", (THUMB * max(len(r) for r in rows), THUMB * len(rows)), "white")
     for y, row in enumerate(rows):
         for x, tile in enumerate(row):
             grid.paste(tile, (x * THUMB, y * THUMB))
-    save_image(grid, path, quality=90)
+    save_image(grid.crop((0, THUMB - header, grid.width, grid.height)), path, quality=80)
 
 
 def main() -> None:
@@ -145,7 +146,7 @@ def main() -> None:
                     row.append(thumbnail(Image.open(output), f"s {scores['style']:.3f} c {scores['content']:.3f}"))
             rows.append(row)
     (folder / "results.json").write_text(json.dumps({"settings": base, "sweep": args.sweep, "results": results}, indent=1))
-    sheet(rows, folder / "contact_sheet.jpg")
+    sheet(rows, folder / "contact_sheet.jpg", THUMB if sweep_key is None else 16)
     print(f"wrote {folder / 'contact_sheet.jpg'} and results.json")
 
 
