@@ -31,6 +31,9 @@ CLIP = REPO / "samples/realshort.mp4"
 PASTICHE_STEPS = 100  # reference qualities: what each peer reaches in this many steps
 TUTORIAL_STEPS = 300
 FINISHED = "a third of pastiche's score"
+# The peers weigh style as the judge's total does (content + 30 x style), far above our default balance;
+# strength 1 weighs it the same (style_balance() = 30), so the races compare schedules, not balances.
+RACE_STRENGTH = 1.0
 # Candidates for the default schedule, raced to the peers' scores; the first is the default.
 SCHEDULES: dict[str, dict] = {
     "ours, default (L-BFGS lr 1, from half size, 40 steps there)": {"scales": None, "iterations": 40},
@@ -148,7 +151,7 @@ class Bench:
                     reached[peer] = (elapsed, p.iteration)
             judging[0] += time.perf_counter() - entered
 
-        settings = self.settings(**{"size": size, "iterations": self.race_steps, "refine_iterations": self.race_steps, **overrides})
+        settings = self.settings(**{"size": size, "strength": RACE_STRENGTH, "iterations": self.race_steps, "refine_iterations": self.race_steps, **overrides})
         stylize_image(CONTENT, STYLE, settings, watch)
         return reached
 

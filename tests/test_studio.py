@@ -27,7 +27,7 @@ from pipeline.batch.thumbnails import make_thumbnails
 from pipeline.errors import InputError
 from pipeline.media.decode import probe_video
 from pipeline.settings import Style, StyleSettings
-from pipeline.studio.commands import Recipe, image_command, manifest_job
+from pipeline.studio.commands import Recipe, image_command, manifest_job, preset_numbers
 from pipeline.studio.folders import StudioFolders, safe_name
 from pipeline.studio.jobs import LiveJob
 from pipeline.studio.server import check_host
@@ -204,7 +204,13 @@ def test_image_tab_shows_the_image_forming_then_a_result_to_download(studio, pag
     page.locator("#image-content input[type=file]").set_input_files(str(photo))
     page.locator("#image-style-upload input[type=file]").set_input_files(str(MATISSE))
     page.wait_for_function("document.querySelector('#image-styles').innerText.includes('woman-with-hat-matisse')")
-    page.locator("#image-size input").fill("64")
+    size_box = page.locator("#image-size input")
+    assert size_box.input_value() == str(preset_numbers("preview")[0])  # the preset's own, not a red "0"
+    page.locator("#image-preset label", has_text="hq").click()
+    page.wait_for_function(f"document.querySelector('#image-size input').value == '{preset_numbers('hq')[0]}'")
+    page.locator("#image-preset label", has_text="preview").click()
+    page.wait_for_function(f"document.querySelector('#image-size input').value == '{preset_numbers('preview')[0]}'")
+    size_box.fill("64")
     page.locator("#image-steps input").fill("40")
     page.locator("#image-strength input[type=number]").fill("0.8")
     page.locator("#image-strength input[type=number]").press("Enter")

@@ -55,6 +55,8 @@ def test_flags_name_each_bound_broken():
     assert "independent flicker ratio 2.00" in found[0] and "frame 40" in found[1]
     assert "content drifts +25%" in found[2] and "sharpness drifts -30%" in found[3]
     assert flags(1.0, [{"frame": 3, "style": 1.0, "content": 1.05}], {"style": 0.05, "content": 0.0, "sharpness": 0.0}) == []
+    closer_and_sharper = {"style": -0.3, "content": -0.2, "sharpness": 0.4}  # frames that end better than they began
+    assert flags(1.0, [], closer_and_sharper) == []
 
 
 def test_drift_compares_the_first_frames_with_the_last():
@@ -63,6 +65,14 @@ def test_drift_compares_the_first_frames_with_the_last():
     washing_out = [[1.0 + i / 10, 2.0, 3.0] for i in range(20)]
     assert drift(washing_out)["style"] > 0.5
     assert drift(steady[:7]) is None  # too short to say
+
+
+
+def test_drift_stays_within_a_shot():
+    """Across a cut the footage changes, not the chain: a new scene scoring differently is no drift."""
+    two_scenes = [[1.0, 2.0, 3.0]] * 30 + [[2.0, 1.0, 1.0]] * 12
+    assert drift(two_scenes)["style"] > 0.5
+    assert drift(two_scenes, cuts=[30]) == {"style": 0.0, "content": 0.0, "sharpness": 0.0}  # the longest shot
 
 
 def occluded_scene(count: int) -> list[np.ndarray]:

@@ -30,17 +30,26 @@ class Recipe:
         """The settings given on top of the preset, as `stylize image` options name them."""
         given = {"size": self.size, "iterations": self.iterations, "strength": self.strength,
                  "preserve_color": self.preserve_color, "seed": self.seed}
+        preset = settings_with_preset(self.preset, {}, "studio")  # sizes and steps the preset gives need no option
         defaults = StyleSettings()
-        return {k: v for k, v in given.items() if v is not None and (k in ("size", "iterations") or v != getattr(defaults, k))}
+        return {k: v for k, v in given.items()
+                if v is not None and v != getattr(preset if k in ("size", "iterations") else defaults, k)}
 
     def settings(self) -> StyleSettings:
         return settings_with_preset(self.preset, {**self.options(), "device": self.device}, "studio")
 
     def video_options(self) -> dict:
-        return {} if self.frame_iterations is None else {"frame_iterations": self.frame_iterations}
+        given = self.frame_iterations
+        return {} if given in (None, VideoSettings().frame_iterations) else {"frame_iterations": given}
 
     def video_settings(self) -> VideoSettings:
         return settings_from(self.video_options(), "studio", VideoSettings)
+
+
+def preset_numbers(preset: str) -> tuple[int, int]:
+    """The long edge and steps a preset gives, for the page's boxes."""
+    settings = settings_with_preset(preset, {}, "studio")
+    return settings.size, settings.iterations
 
 
 def image_command(content: Path, recipe: Recipe, output: Path) -> str:

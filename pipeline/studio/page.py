@@ -10,8 +10,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import StylizeError
-from ..settings import DEFAULT_STRENGTH, Style
-from .commands import Recipe
+from ..settings import DEFAULT_STRENGTH, Style, VideoSettings
+from .commands import Recipe, preset_numbers
 from .folders import REPORT_HTML, StudioFolders
 from .jobs import ClipOutcome, LiveJob, PhotoOutcome, Snapshot, stylize_clip, stylize_photo
 
@@ -102,11 +102,14 @@ def _settings_controls(prefix: str):
         preset = gr.Radio(list(PRESETS), value="preview", label="Preset", elem_id=f"{prefix}-preset")
         colour = gr.Radio(list(COLOUR_MODES), value="none", label="Keep the photo's colours", elem_id=f"{prefix}-colour")
     with gr.Row():
-        size = gr.Number(None, precision=0, minimum=16, label="Size: long edge in px (blank: the preset's)", elem_id=f"{prefix}-size")
-        steps = gr.Number(None, precision=0, minimum=1, label="Steps (blank: the preset's)", elem_id=f"{prefix}-steps")
+        # The preset's own numbers, replaced when the preset changes (Gradio shows a blank box as a red "0").
+        preset_size, preset_steps = preset_numbers(preset.value)
+        size = gr.Number(preset_size, precision=0, minimum=16, label="Size: long edge in px", elem_id=f"{prefix}-size")
+        steps = gr.Number(preset_steps, precision=0, minimum=1, label="Steps", elem_id=f"{prefix}-steps")
         seed = gr.Number(0, precision=0, label="Seed", elem_id=f"{prefix}-seed")
     strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength: how much of the painting (0 a light touch, 1 the most)",
                          elem_id=f"{prefix}-strength")
+    preset.change(preset_numbers, preset, [size, steps])
     return [preset, colour, size, steps, seed, strength]
 
 
@@ -174,7 +177,7 @@ def _video_tab(folders: StudioFolders, device: str) -> None:
             clip = gr.Video(label="Clip", sources=["upload"], height=260, elem_id="video-clip")
             styles = _StyleControls(folders, "video")
             settings = _settings_controls("video")
-            frame_steps = gr.Number(None, precision=0, minimum=0, label="Steps for each frame after the first (blank: default)",
+            frame_steps = gr.Number(VideoSettings().frame_iterations, precision=0, minimum=0, label="Steps for each frame after the first",
                                     elem_id="video-frame-steps")
             with gr.Row():
                 run = gr.Button("Stylize", variant="primary", elem_id="video-run")

@@ -44,7 +44,7 @@ class VideoResult:
     seam_ratio: float | None = None
     flicker_ratio_independent: float | None = None  # along a second flow the optimisation never saw
     sharpness: float | None = None  # the output's mean sharpness over the input's
-    drift: dict | None = None  # relative change of style, content and sharpness, first frames to last
+    drift: dict | None = None  # relative change of style, content and sharpness, first frames to last of the longest shot
     photo_gaps: list[dict] = field(default_factory=list)  # sampled frames against a photo-path stylization of them
     flags: list[str] = field(default_factory=list)  # the bounds it breaks (see quality.py)
     device: str | None = None  # where the frames were stylized; the record's, not the video report's
@@ -166,7 +166,8 @@ def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bo
     independent = _ratio([e[2] for e in checked], [e[3] for e in checked])
     scores = [score for seg, work in zip(clip.segments, works) for score in work.scores[max(0, seg.start - work.first):]]
     gaps = [gap for work in works for gap in work.photo_gaps or []]
-    drifted = drift(scores)
+    cuts = sorted({c for work in works for c in work.cuts})
+    drifted = drift(scores, cuts)
     stylized = max(1, sum(work.frames_done for work in works))  # burn-in frames included: they cost the same
     seconds = sum(work.seconds for work in works) + encode_seconds  # compute time over every run and pass, wherever the segments ran
     return VideoResult(
@@ -182,7 +183,7 @@ def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bo
         seconds_per_frame=round(seconds / stylized, 3),
         warping_error_output=_mean([e[0] for e in measured]),
         warping_error_input=_mean([e[1] for e in measured]),
-        scene_cuts=sorted({c for work in works for c in work.cuts}),
+        scene_cuts=cuts,
         resumed_from=sum(work.resumed_from for work in works),
         segments=len(clip.segments),
         passes=clip.video.passes,
