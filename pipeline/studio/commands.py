@@ -30,10 +30,8 @@ class Recipe:
         """The settings given on top of the preset, as `stylize image` options name them."""
         given = {"size": self.size, "iterations": self.iterations, "strength": self.strength,
                  "preserve_color": self.preserve_color, "seed": self.seed}
-        preset = settings_with_preset(self.preset, {}, "studio")  # sizes and steps the preset gives need no option
-        defaults = StyleSettings()
-        return {k: v for k, v in given.items()
-                if v is not None and v != getattr(preset if k in ("size", "iterations") else defaults, k)}
+        unsaid = {**StyleSettings().model_dump(), **dict(zip(("size", "iterations"), preset_numbers(self.preset)))}
+        return {k: v for k, v in given.items() if v is not None and v != unsaid[k]}  # the preset and defaults need no option
 
     def settings(self) -> StyleSettings:
         return settings_with_preset(self.preset, {**self.options(), "device": self.device}, "studio")
