@@ -67,7 +67,6 @@ def test_drift_compares_the_first_frames_with_the_last():
     assert drift(steady[:7]) is None  # too short to say
 
 
-
 def test_drift_stays_within_a_shot():
     """Across a cut the footage changes, not the chain: a new scene scoring differently is no drift."""
     two_scenes = [[1.0, 2.0, 3.0]] * 30 + [[2.0, 1.0, 1.0]] * 12

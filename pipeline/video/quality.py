@@ -27,8 +27,7 @@ MAX_DRIFT = 0.10  # relative change of mean style, content or sharpness, first f
 DRIFT_FRAMES = 50  # how many frames at each end the drift compares (fewer in short clips)
 # Which way each measure drifts when a clip decays (washes out, loses its subject, smears); frames that
 # end closer to their style or content than they began are no flaw.
-WORSE = {"style": 1, "content": 1, "sharpness": -1}
-WORSE_WORDS = {"style": "further from the style", "content": "further from the content", "sharpness": "blurrier"}
+DECAY = {"style": (1, "further from the style"), "content": (1, "further from the content"), "sharpness": (-1, "blurrier")}
 
 
 def sharpness(pixels: np.ndarray) -> float:
@@ -79,8 +78,9 @@ def flags(independent_flicker: float | None, photo_gaps: list[dict], drifted: di
             if gap[measure] > MAX_PHOTO_GAP:
                 found.append(f"frame {gap['frame']} is {gap[measure]:.2f}x as far from its {measure} as a photo-path stylization (> {MAX_PHOTO_GAP})")
     for measure, change in (drifted or {}).items():
-        if change * WORSE[measure] > MAX_DRIFT:
-            found.append(f"{measure} drifts {change:+.0%} from the first frames to the last (more than {MAX_DRIFT:.0%} {WORSE_WORDS[measure]})")
+        sign, worse = DECAY[measure]
+        if change * sign > MAX_DRIFT:
+            found.append(f"{measure} drifts {change:+.0%} from the first frames to the last (more than {MAX_DRIFT:.0%} {worse})")
     return found
 
 
