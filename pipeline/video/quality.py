@@ -80,7 +80,7 @@ def flags(independent_flicker: float | None, photo_gaps: list[dict], drifted: di
     for measure, change in (drifted or {}).items():
         sign, worse = DECAY[measure]
         if change * sign > MAX_DRIFT:
-            found.append(f"{measure} drifts {change:+.0%} from the first frames to the last (more than {MAX_DRIFT:.0%} {worse})")
+            found.append(f"{measure} drifts {change:+.0%} from the first frames to the last of the longest shot (more than {MAX_DRIFT:.0%} {worse})")
     return found
 
 
