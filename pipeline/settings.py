@@ -47,7 +47,8 @@ class StyleSettings(BaseModel):
     learning_rate: float | None = Field(None, gt=0, description="default: 1.0 for lbfgs, 0.02 for adam")
     content_weight: float = Field(1.0, ge=0)
     style_weight: float = Field(3.0, ge=0, description="experts: the style term's weight at the default strength (the style loss over the photo's)")
-    tv_weight: float = Field(1.0, ge=0)
+    # 10 rather than 1: at small sizes strokes one or two pixels wide shimmer as a clip moves (README, Step 9).
+    tv_weight: float = Field(10.0, ge=0, description="total variation: smooths strokes one or two pixels wide")
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     style_layer_weights: tuple[float, ...] | None = Field(None, description="one per style layer (default: equal)")
