@@ -139,6 +139,12 @@ def test_early_stopping_before_the_cap(photo, starry):
     assert steps[-1].iteration == result.iterations
 
 
+def test_more_steps_never_give_a_worse_result(astronaut, starry):
+    # L-BFGS on a clamped image climbs again past its minimum: before the best image was kept,
+    # 160 steps here ended 9% above 80 (0.634 against 0.582).
+    totals = [stylize_image(astronaut, starry, tiny(iterations=steps)).losses["total"] for steps in (80, 160)]
+    assert totals[1] <= totals[0], totals
+
 # -- style blending and validation ------------------------------------------------------------
 
 
@@ -241,7 +247,7 @@ def test_tiling_optimises_bounded_tiles_and_returns_full_size(photo, starry):
     assert result.iterations == 6 * progress[0].tiles
     assert torch.isfinite(result.tensor).all()
     assert result.tensor.min() >= 0 and result.tensor.max() <= 1
-    # every tile was optimised: no region is left as the untouched content
+    # every tile was optimised: no region is left as the untouched content (which would change by 0)
     content = content_at(photo, result)
     changed = (result.tensor - content).abs().mean(dim=(0, 1))
-    assert (changed[:, :32].mean() > 0.02) and (changed[:, -32:].mean() > 0.02)
+    assert (changed[:, :32].mean() > 0.01) and (changed[:, -32:].mean() > 0.01), (changed[:, :32].mean(), changed[:, -32:].mean())

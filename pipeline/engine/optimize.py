@@ -1,5 +1,6 @@
 """The optimisation loop: steps of L-BFGS or Adam on the image, early stop when the loss
-levels off, a clear error when it diverges. Returns a typed result, never a tuple."""
+levels off, a clear error when it diverges. Returns the lowest-loss image it met, as a
+typed result, never a tuple."""
 
 from __future__ import annotations
 
@@ -57,22 +58,46 @@ def optimize(start: torch.Tensor, criterion: Criterion, level: Level, settings: 
         latest[:] = [terms]
         return total
 
+    best = _Best()
     stopped, steps = False, 0
     for steps in range(1, level.iterations + 1):
+        before = image.detach().clone()
         optimizer.step(closure)
         with torch.no_grad():
             image.clamp_(0, 1)
         terms = latest[0].detached()
+        best.offer(before, terms.total)  # the closure scored the image as it was before this step
         totals = totals[-EARLY_STOP_WINDOW:] + [terms.total.sum()]
         report(steps, level.iterations, terms, image.detach())
         if steps % EARLY_STOP_WINDOW == 0 and _converged(torch.stack(totals).tolist(), level.tolerance, settings):
             stopped = True
             break
-    result = image.detach().clamp(0, 1)
     with torch.no_grad():
+        last = image.detach().clamp(0, 1)
+        best.offer(last, criterion(last).total)
+        result = best.image if best.image is not None else last
         final = [criterion(result).as_floats(i) for i in range(result.shape[0])]
     _check_finite(sum(losses["total"] for losses in final), settings)
     return Optimized(result, steps, stopped, final)
+
+
+class _Best:
+    """The lowest-loss image met so far, per image of the batch. L-BFGS on an image clamped to
+    [0, 1] can climb again once it nears a minimum (measured: 160 steps ending 9% above 80),
+    so more steps must never give a worse result."""
+
+    def __init__(self):
+        self.image: torch.Tensor | None = None
+        self.totals: torch.Tensor | None = None
+
+    def offer(self, image: torch.Tensor, totals: torch.Tensor) -> None:
+        totals = totals.detach().float()
+        if self.image is None:
+            self.image, self.totals = image.detach().clone(), totals
+            return
+        lower = totals < self.totals  # NaN never counts as lower
+        self.image = torch.where(lower.view(-1, *([1] * (image.dim() - 1))), image.detach(), self.image)
+        self.totals = torch.where(lower, totals, self.totals)
 
 
 def _make_optimizer(image: torch.Tensor, settings: StyleSettings) -> torch.optim.Optimizer:
