@@ -167,7 +167,7 @@ class VideoSettings(BaseModel):
     frame_iterations: int = Field(50, ge=0, description="steps for each frame after the first (which gets `iterations`)")
     temporal: bool = Field(True, description="warm-start from the warped previous output and penalise change (Ruder et al.)")
     # 75 (was 150): a firmer hold lets held pixels drift further under a pan before a frame's steps correct them;
-    # on bikes.mp4 and bigbuckbunny.mp4 75 gave frames closer to photos and steadier along independent flows (README, Step 9).
+    # on bikes.mp4 and bigbuckbunny.mp4 75 gave frames closer to photos and as steady along independent flows (README, Step 9).
     temporal_weight: float = Field(75.0, ge=0)
     long_term: tuple[int, ...] = Field((), description="also hold each pixel to the nearest of these earlier frames where it was visible, e.g. [10, 20, 40]")
     passes: int = Field(1, ge=1, le=100, description="passes over the clip, alternating direction (Ruder et al.'s multi-pass); each costs about as much as the first")

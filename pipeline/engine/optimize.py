@@ -75,7 +75,7 @@ def optimize(start: torch.Tensor, criterion: Criterion, level: Level, settings: 
     with torch.no_grad():
         last = image.detach().clamp(0, 1)
         best.offer(last, criterion(last).total)
-        result = best.image if best.image is not None else last
+        result = best.image
         final = [criterion(result).as_floats(i) for i in range(result.shape[0])]
     _check_finite(sum(losses["total"] for losses in final), settings)
     return Optimized(result, steps, stopped, final)
