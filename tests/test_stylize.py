@@ -145,6 +145,7 @@ def test_more_steps_never_give_a_worse_result(astronaut, starry):
     totals = [stylize_image(astronaut, starry, tiny(iterations=steps)).losses["total"] for steps in (80, 160)]
     assert totals[1] <= totals[0], totals
 
+
 # -- style blending and validation ------------------------------------------------------------
 
 
@@ -235,7 +236,8 @@ def test_multiscale_beats_single_scale_for_the_same_final_steps(photo, starry, s
 
 
 def test_tiling_optimises_bounded_tiles_and_returns_full_size(photo, starry):
-    tiled = run(photo, starry, tiny(size=96, tile_size=64, iterations=6))
+    # 8 steps: the lowest-loss image of 6 can be one step short of any visible change
+    tiled = run(photo, starry, tiny(size=96, tile_size=64, iterations=8))
     result, progress = tiled.result, tiled.progress
     assert result.sizes == [(64, 96)]
     assert tuple(result.tensor.shape) == (1, 3, 64, 96)
@@ -244,10 +246,10 @@ def test_tiling_optimises_bounded_tiles_and_returns_full_size(photo, starry):
     assert len(tiles) == 1 and tiles.pop() > 1
     assert {p.tile for p in progress} == set(range(progress[0].tiles))
     assert all(p.height <= 64 and p.width <= 64 for p in progress)
-    assert result.iterations == 6 * progress[0].tiles
+    assert result.iterations == 8 * progress[0].tiles
     assert torch.isfinite(result.tensor).all()
     assert result.tensor.min() >= 0 and result.tensor.max() <= 1
-    # every tile was optimised: no region is left as the untouched content (which would change by 0)
+    # every tile was optimised: no region is left as the untouched content
     content = content_at(photo, result)
     changed = (result.tensor - content).abs().mean(dim=(0, 1))
-    assert (changed[:, :32].mean() > 0.01) and (changed[:, -32:].mean() > 0.01), (changed[:, :32].mean(), changed[:, -32:].mean())
+    assert (changed[:, :32].mean() > 0.02) and (changed[:, -32:].mean() > 0.02)

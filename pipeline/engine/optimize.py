@@ -93,7 +93,7 @@ class _Best:
     def offer(self, image: torch.Tensor, totals: torch.Tensor) -> None:
         totals = totals.detach().float()
         if self.image is None:
-            self.image, self.totals = image.detach().clone(), totals
+            self.image, self.totals = image.detach(), totals  # callers offer tensors nothing else writes to
             return
         lower = totals < self.totals  # NaN never counts as lower
         self.image = torch.where(lower.view(-1, *([1] * (image.dim() - 1))), image.detach(), self.image)
