@@ -50,7 +50,7 @@ def test_later_passes_repaint_every_frame_and_measure_the_result(tmp_path):
         video = VideoSettings(frame_iterations=4, photo_checks=1, passes=passes, crf=0)
         result = stylize_video(clip, [STARRY], tmp_path / f"p{passes}.mp4", TINY, video, callback=lambda p: seen.append((p.pass_number, p.frame)))
         assert result.frames_out == 8 and result.audio_kept and result.as_report()["passes"] == passes
-        assert result.flicker_ratio is not None and result.photo_gaps and set(result.drift) == {"style", "content", "sharpness"}
+        assert result.flicker_ratio is not None and result.photo_gaps and set(result.drift) == {"style", "content", "sharpness", "own_sharpness"}
         outputs[passes] = decoded(result.output)
     assert [frame for pass_number, frame in seen if pass_number == 2] == list(range(1, 9))
     assert [pass_number for pass_number, _ in seen].count(3) == 8

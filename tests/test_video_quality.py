@@ -38,40 +38,62 @@ def test_every_clip_reports_independent_flicker_photo_gaps_drift_and_flags(tmp_p
     assert result.flicker_ratio_independent is not None and result.flicker_ratio_independent > 0
     assert [gap["frame"] for gap in result.photo_gaps] == [4, 7]  # evenly spread, the last included
     assert all(gap["style"] > 0 and gap["content"] > 0 for gap in result.photo_gaps)
-    assert set(result.drift) == {"style", "content", "sharpness"}
+    assert set(result.drift) == {"style", "content", "sharpness", "own_sharpness"}
     assert result.flags == flags(result.flicker_ratio_independent, result.photo_gaps, result.drift)
     report = result.as_report()
     page = render_report({"manifest": "m.yaml", "started": "now", "finished": "now", "totals": {"done": 1}, "output_dir": str(tmp_path),
                           "items": [{"job": "clips", "input": str(clip), "style": "starry", "output": str(result.output),
                                      "status": "done", "seconds": 1.0, "video": report}]}, lambda path: path)
     assert f"independent flow: {result.flicker_ratio_independent:.2f}" in page
-    assert "frame 7: style" in page
+    assert f"frame 7: style ×{result.photo_gaps[-1]['style']:.2f}" in page and "sharpness ×" in page
+    assert f"sharpness against the input {result.drift['sharpness']:+.0%}, own sharpness" in page
 
 
 def test_flags_name_each_bound_broken():
-    gaps = [{"frame": 40, "style": MAX_PHOTO_GAP + 0.2, "content": 1.0}]
-    found = flags(2.0, gaps, {"style": 0.0, "content": 0.25, "sharpness": -0.3})
-    assert len(found) == 4
-    assert "independent flicker ratio 2.00" in found[0] and "frame 40" in found[1]
-    assert "content drifts +25%" in found[2] and "sharpness drifts -30%" in found[3]
-    assert flags(1.0, [{"frame": 3, "style": 1.0, "content": 1.05}], {"style": 0.05, "content": 0.0, "sharpness": 0.0}) == []
-    closer_and_sharper = {"style": -0.3, "content": -0.2, "sharpness": 0.4}  # frames that end better than they began
+    gaps = [{"frame": 40, "style": MAX_PHOTO_GAP + 0.2, "content": 1.0, "sharpness": 1.0},
+            {"frame": 80, "style": 1.0, "content": 1.0, "sharpness": 0.8}]
+    found = flags(2.0, gaps, {"style": 0.0, "content": 0.25, "sharpness": -0.3, "own_sharpness": -0.2})
+    assert len(found) == 5
+    assert "independent flicker ratio 2.00" in found[0] and "frame 40" in found[1] and "frame 80 is 0.80x as sharp" in found[2]
+    assert "content drifts +25%" in found[3] and "sharpness drifts -30% against the input and -20% in itself" in found[4]
+    just_past = flags(1.0, [{"frame": 50, "style": 1.0, "content": 1.104, "sharpness": 1.0}], {})
+    assert just_past == ["frame 50 is 1.104x as far from its content as a photo-path stylization (> 1.1)"]
+    within = [{"frame": 3, "style": 1.0, "content": 1.05, "sharpness": 0.95}]
+    assert flags(1.0, within, {"style": 0.05, "content": 0.0, "sharpness": 0.0, "own_sharpness": 0.0}) == []
+    closer_and_sharper = {"style": -0.3, "content": -0.2, "sharpness": 0.4, "own_sharpness": 0.3}  # frames that end better than they began
     assert flags(1.0, [], closer_and_sharper) == []
 
 
+def test_blurrier_means_blurrier_in_itself_as_well_as_against_the_input():
+    """A sharper input under an output that keeps its sharpness lowers their ratio; the output is no blurrier."""
+    input_sharpens = {"style": 0.0, "content": 0.0, "sharpness": -0.15, "own_sharpness": 0.0}
+    assert flags(1.0, [], input_sharpens) == []
+    input_softens_and_output_follows = {"style": 0.0, "content": 0.0, "sharpness": 0.0, "own_sharpness": -0.3}
+    assert flags(1.0, [], input_softens_and_output_follows) == []
+    output_smears = {"style": 0.0, "content": 0.0, "sharpness": -0.2, "own_sharpness": -0.2}
+    assert ["sharpness drifts -20% against the input and -20% in itself" in line for line in flags(1.0, [], output_smears)] == [True]
+    kept_no_own_sharpness = {"style": 0.0, "content": 0.0, "sharpness": -0.2}  # a run resumed from an older state
+    assert len(flags(1.0, [], kept_no_own_sharpness)) == 1
+
+
 def test_drift_compares_the_first_frames_with_the_last():
-    steady = [[1.0, 2.0, 3.0]] * 20
-    assert drift(steady) == {"style": 0.0, "content": 0.0, "sharpness": 0.0}
-    washing_out = [[1.0 + i / 10, 2.0, 3.0] for i in range(20)]
+    steady = [[1.0, 2.0, 3.0, 4.0]] * 20
+    assert drift(steady) == {"style": 0.0, "content": 0.0, "sharpness": 0.0, "own_sharpness": 0.0}
+    washing_out = [[1.0 + i / 10, 2.0, 3.0, 4.0] for i in range(20)]
     assert drift(washing_out)["style"] > 0.5
     assert drift(steady[:7]) is None  # too short to say
 
 
+def test_drift_of_a_run_resumed_from_a_state_that_kept_three_measures():
+    resumed = [[1.0, 2.0, 3.0]] * 10 + [[1.0, 2.0, 1.5, 4.0]] * 10
+    assert drift(resumed) == {"style": 0.0, "content": 0.0, "sharpness": -0.5}
+
+
 def test_drift_stays_within_a_shot():
     """Across a cut the footage changes, not the chain: a new scene scoring differently is no drift."""
-    two_scenes = [[1.0, 2.0, 3.0]] * 30 + [[2.0, 1.0, 1.0]] * 12
+    two_scenes = [[1.0, 2.0, 3.0, 4.0]] * 30 + [[2.0, 1.0, 1.0, 1.0]] * 12
     assert drift(two_scenes)["style"] > 0.5
-    assert drift(two_scenes, cuts=[30]) == {"style": 0.0, "content": 0.0, "sharpness": 0.0}  # the longest shot
+    assert drift(two_scenes, cuts=[30]) == {"style": 0.0, "content": 0.0, "sharpness": 0.0, "own_sharpness": 0.0}  # the longest shot
 
 
 def occluded_scene(count: int) -> list[np.ndarray]:

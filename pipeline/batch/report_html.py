@@ -160,13 +160,17 @@ def _clip_facts(video: dict, link: str) -> str:
             + (f'<ul class="flags">{flagged}</ul>' if flagged else ""))
 
 
+DRIFT_NAMES = {"sharpness": "sharpness against the input", "own_sharpness": "own sharpness"}
+
+
 def _holding_up(video: dict) -> str:
     """The frames against photo-path stylizations of them, and the drift from first frames to last of the longest shot."""
-    parts = [f"frame {gap['frame']}: style ×{gap['style']:.2f}, content ×{gap['content']:.2f} of a photo's"
+    parts = [f"frame {gap['frame']}: style ×{gap['style']:.2f}, content ×{gap['content']:.2f}"
+             + (f", sharpness ×{gap['sharpness']:.2f}" if "sharpness" in gap else "") + " of a photo's"
              for gap in video.get("photo_gaps") or []]
     drift = video.get("drift")
     if drift:
-        parts.append("drift over the longest shot " + ", ".join(f"{name} {change:+.0%}" for name, change in drift.items()))
+        parts.append("drift over the longest shot " + ", ".join(f"{DRIFT_NAMES.get(name, name)} {change:+.0%}" for name, change in drift.items()))
     return "".join(f"{part} · " for part in parts)
 
 
