@@ -44,7 +44,7 @@ class VideoResult:
     seam_ratio: float | None = None
     flicker_ratio_independent: float | None = None  # along a second flow the optimisation never saw
     sharpness: float | None = None  # the output's mean sharpness over the input's
-    drift: dict | None = None  # relative change of style, content and sharpness, first frames to last of the longest shot
+    drift: dict | None = None  # relative change of style, content, sharpness (against the input, own), first frames to last of the longest shot
     photo_gaps: list[dict] = field(default_factory=list)  # sampled frames against a photo-path stylization of them
     flags: list[str] = field(default_factory=list)  # the bounds it breaks (see quality.py)
     device: str | None = None  # where the frames were stylized; the record's, not the video report's

@@ -1,5 +1,5 @@
 """How well a stylized clip holds up, measured with yardsticks the optimisation never saw:
-the judge (engine/judge.py: the same distances whatever the weights), sharpness against the input, and
+the judge (engine/judge.py: the same distances whatever the weights), sharpness (its own and against the input), and
 flicker along flow from a second, independent estimator.
 
 Bounds below are what `flags` checks; the README's "How a clip holds up" documents them."""

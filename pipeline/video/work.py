@@ -81,7 +81,8 @@ class WorkFolder:
 
     @property
     def scores(self) -> list[list[float]]:
-        """The judge's [style, content, sharpness] of every frame done."""
+        """The judge's [style, content, sharpness over the input's, own sharpness] of every frame done
+        (three measures in states written before own sharpness was kept)."""
         return self.state["scores"]
 
     @property
