@@ -100,7 +100,7 @@ def _past(value: float, bound: float) -> str:
 def _blurrier(drifted: dict[str, float]) -> bool:
     """Blurrier against the input and in itself. A sharper input alone (focus settling, motion blur
     ending) lowers the ratio while the style's strokes stay about as sharp: within one shot of
-    bikes.mp4 the input got 17% sharper and photo-path stylizations of its frames 4%, so even they
+    bikes.mp4 the input got 17% sharper and photo-path stylizations of its frames 5%, so even they
     drift -10% against the input. A smear in the video's frames themselves is the photo gaps' to catch."""
     against_input = drifted.get("sharpness", 0) < -MAX_DRIFT
     in_itself = drifted.get("own_sharpness", -1) < -MAX_DRIFT  # a state that kept no own sharpness: the ratio alone
