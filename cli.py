@@ -239,6 +239,7 @@ def video(
 ):
     """Stylize one clip without flicker; keeps its frame rate and sound. Resumes if interrupted."""
     from pipeline.video.stylize import stylize_video
+    from pipeline.video.summary import holding_up
 
     given = {k: v for k, v in locals().items() if v is not None}
     with _reported("the frames done are kept beside the output; the same command resumes from there"):
@@ -253,6 +254,8 @@ def video(
                   f"{result.seconds_per_frame:.2f} s/frame{ratio}", markup=False)
         if result.flicker_ratio_independent is not None:
             out.print(f"flicker ratio along an independent flow: {result.flicker_ratio_independent:.2f}", markup=False)
+        for part in holding_up(result.as_report()):
+            out.print(part, markup=False)
         for flag in result.flags:
             out.print(f"warning: {output.name}: {flag}", markup=False)
 

@@ -143,6 +143,7 @@ def test_video_command_writes_a_clip_and_rejects_a_bad_one(tmp_path):
                     "--frame-iterations", "2", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert frame_count(output) == 4 and "audio kept" in result.output
+    assert "frame 3: style ×" in result.output and "of a photo's" in result.output  # how the frames hold up
     (tmp_path / "text.mp4").write_text("not a video")
     bad = invoke("video", tmp_path / "text.mp4", "--style", STARRY, "-o", tmp_path / "x.mp4", "--device", "cpu")
     assert bad.exit_code == 2

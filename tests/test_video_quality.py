@@ -46,7 +46,7 @@ def test_every_clip_reports_independent_flicker_photo_gaps_drift_and_flags(tmp_p
                                      "status": "done", "seconds": 1.0, "video": report}]}, lambda path: path)
     assert f"independent flow: {result.flicker_ratio_independent:.2f}" in page
     assert f"frame 7: style ×{result.photo_gaps[-1]['style']:.2f}" in page and "sharpness ×" in page
-    assert f"sharpness against the input {result.drift['sharpness']:+.0%}, own sharpness" in page
+    assert f"longest shot: style {result.drift['style']:+.0%}" in page and "sharpness against the input" in page and "own sharpness" in page
 
 
 def test_flags_name_each_bound_broken():

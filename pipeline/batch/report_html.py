@@ -13,6 +13,8 @@ from pathlib import PurePath
 from typing import Callable
 from urllib.parse import quote
 
+from ..video.summary import holding_up
+
 Href = Callable[[str], str]  # a path relative to the output folder -> the link to it
 
 FRAMES = ("first", "middle", "last")
@@ -155,23 +157,10 @@ def _clip_facts(video: dict, link: str) -> str:
     independent = video.get("flicker_ratio_independent")
     ratio += f" (independent flow: {independent:.2f})" if independent is not None else ""
     flagged = "".join(f"<li>{_e(flag)}</li>" for flag in video.get("flags") or [])
+    holding = "".join(f"{part} · " for part in holding_up(video))
     return (f'<p class="facts video">{_e(" · ".join(facts))} · <span class="flicker">flicker ratio {_e(ratio)}</span> · '
-            f'{_e(_holding_up(video))}<a href="{_e(link)}">open the video</a></p>'
+            f'{_e(holding)}<a href="{_e(link)}">open the video</a></p>'
             + (f'<ul class="flags">{flagged}</ul>' if flagged else ""))
-
-
-DRIFT_NAMES = {"sharpness": "sharpness against the input", "own_sharpness": "own sharpness"}
-
-
-def _holding_up(video: dict) -> str:
-    """The frames against photo-path stylizations of them, and the drift from first frames to last of the longest shot."""
-    parts = [f"frame {gap['frame']}: style ×{gap['style']:.2f}, content ×{gap['content']:.2f}"
-             + (f", sharpness ×{gap['sharpness']:.2f}" if "sharpness" in gap else "") + " of a photo's"
-             for gap in video.get("photo_gaps") or []]
-    drift = video.get("drift")
-    if drift:
-        parts.append("drift over the longest shot " + ", ".join(f"{DRIFT_NAMES.get(name, name)} {change:+.0%}" for name, change in drift.items()))
-    return "".join(f"{part} · " for part in parts)
 
 
 def _fps(value) -> str:
