@@ -79,7 +79,7 @@ def flags(independent_flicker: float | None, photo_gaps: list[dict], drifted: di
         for measure in ("style", "content"):
             if gap[measure] > MAX_PHOTO_GAP:
                 found.append(f"frame {gap['frame']} is {_past(gap[measure], MAX_PHOTO_GAP)}x as far from its {measure} as a photo-path stylization (> {MAX_PHOTO_GAP})")
-        if gap.get("sharpness", 1) * MAX_PHOTO_GAP < 1:
+        if gap["sharpness"] * MAX_PHOTO_GAP < 1:
             found.append(f"frame {gap['frame']} is {_past(gap['sharpness'], 1 / MAX_PHOTO_GAP)}x as sharp as a photo-path stylization (< {1 / MAX_PHOTO_GAP:.2f})")
     drifted = drifted or {}
     for measure in ("style", "content"):  # frames that end closer to their style or content than they began are no flaw

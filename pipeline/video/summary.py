@@ -8,8 +8,7 @@ DRIFT_NAMES = {"sharpness": "sharpness against the input", "own_sharpness": "own
 
 def holding_up(video: dict) -> list[str]:
     """The frames against photo-path stylizations of them, then the drift from first frames to last of the longest shot."""
-    parts = [f"frame {gap['frame']}: style ×{gap['style']:.2f}, content ×{gap['content']:.2f}"
-             + (f", sharpness ×{gap['sharpness']:.2f}" if "sharpness" in gap else "") + " of a photo's"
+    parts = [f"frame {gap['frame']}: style ×{gap['style']:.2f}, content ×{gap['content']:.2f}, sharpness ×{gap['sharpness']:.2f} of a photo's"
              for gap in video.get("photo_gaps") or []]
     drift = video.get("drift")
     if drift:
