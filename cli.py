@@ -12,11 +12,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipeline.batch.events import RunEvents
 from pipeline.batch.signals import Interrupted, stop_on_signals
 from pipeline.errors import EXIT_ITEMS_FAILED, EXIT_USAGE, StylizeError
+from pipeline.media.files import printable
 from pipeline.settings import Style, StyleSettings, VideoSettings, settings_from
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural style transfer for photos and video, from a YAML manifest.")
@@ -70,10 +72,11 @@ class Display(RunEvents):
     def log(self, message: str, always: bool = False) -> None:
         if self.quiet and not always:
             return
+        message = printable(message)  # names hold brackets, newlines and bytes that are not UTF-8
         if self.bars:
-            self.bars.console.print(message)
+            self.bars.console.print(message, markup=False)
         else:
-            err.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}")
+            err.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", markup=False)
 
     # RunEvents
     def planned(self, items) -> None:
@@ -159,7 +162,7 @@ def _reported(when_interrupted: str):
 
 
 def _fail(error: StylizeError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(error))}")  # escaped: messages hold [brackets] (paths, 'stylize[ray]')
+    err.print(f"[bold red]error:[/] {escape(printable(str(error)))}")  # escaped: messages hold [brackets] (paths, 'stylize[ray]')
     return typer.Exit(error.exit_code)
 
 
@@ -203,8 +206,8 @@ def image(
             result = stylize_image_file(content, [_parse_style(s) for s in style], output, settings, quality, display.progress)
     if not quiet:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
-        out.print(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s on {result.device}, "
-                  f"{result.iterations} steps, losses: {losses}")
+        out.print(printable(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s on {result.device}, "
+                            f"{result.iterations} steps" + (f", losses: {losses}" if losses else "")), markup=False)
 
 
 @app.command()
@@ -250,14 +253,14 @@ def video(
     if not quiet:
         ratio = (f", warping error {result.warping_error_output:.3g} vs the input's {result.warping_error_input:.3g} "
                  f"(flicker ratio {result.flicker_ratio:.2f})") if result.flicker_ratio is not None else ""
-        out.print(f"wrote {output}: {result.frames_out} frames at {result.fps_out} fps, audio {'kept' if result.audio_kept else 'none'}, "
-                  f"{result.seconds_per_frame:.2f} s/frame{ratio}", markup=False)
+        out.print(printable(f"wrote {output}: {result.frames_out} frames at {result.fps_out} fps, audio {'kept' if result.audio_kept else 'none'}, "
+                  f"{result.seconds_per_frame:.2f} s/frame{ratio}"), markup=False)
         if result.flicker_ratio_independent is not None:
             out.print(f"flicker ratio along an independent flow: {result.flicker_ratio_independent:.2f}", markup=False)
         for part in holding_up(result.as_report()):
             out.print(part, markup=False)
         for flag in result.flags:
-            out.print(f"warning: {output.name}: {flag}", markup=False)
+            out.print(printable(f"warning: {output.name}: {flag}"), markup=False)
 
 
 @app.command()
@@ -298,10 +301,10 @@ def validate(manifest: Path = typer.Argument(..., help="YAML manifest")):
     except StylizeError as error:
         raise _fail(error) from None
     for problem in problems:
-        err.print(f"[bold red]error:[/] {problem}")
+        err.print(f"[bold red]error:[/] {escape(printable(problem))}")
     if problems:
         raise typer.Exit(EXIT_USAGE)
-    out.print(f"{manifest}: ok")
+    out.print(printable(f"{manifest}: ok"), markup=False)
 
 
 @app.command()
@@ -341,22 +344,23 @@ def _outcome(record) -> str:
 
 def _print_summary(report) -> None:
     columns = ("job", "input", "style", "status", "seconds", "work", "result")
-    rows = [(r.job, Path(r.input).name, r.style, r.status, f"{r.seconds:.1f}", _work_done(r), _outcome(r)) for r in report.items]
+    rows = [tuple(map(printable, (r.job, Path(r.input).name, r.style, r.status, f"{r.seconds:.1f}", _work_done(r), _outcome(r))))
+            for r in report.items]
     if out.is_terminal:
-        table = Table(title=f"{report.output_dir / 'report.json'}", show_edge=False)
+        table = Table(title=printable(f"{report.output_dir / 'report.json'}"), show_edge=False)
         for column in columns:
             table.add_column(column)
         for row in rows:
             colour = {"done": "green", "skipped": "dim", "failed": "red"}.get(row[3], "yellow")
-            table.add_row(*row[:3], f"[{colour}]{row[3]}[/]", *row[4:])
+            table.add_row(*map(Text, row[:3]), Text(row[3], style=colour), *row[4:])
         out.print(table)
     else:  # a log file: whole names, one item a line, however wide
-        out.print(f"{report.output_dir / 'report.json'}", markup=False)
+        out.print(printable(f"{report.output_dir / 'report.json'}"), markup=False)
         for row in [columns, *rows]:
             out.print("  ".join(row), markup=False, overflow="ignore", crop=False)
     for record in report.items:
         for flag in (record.video or {}).get("flags") or []:
-            out.print(f"warning: {Path(record.output).name}: {flag}", markup=False)
+            out.print(printable(f"warning: {Path(record.output).name}: {flag}"), markup=False)
     totals = report.totals()
     out.print(f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed in {totals['seconds']:.1f} s")
 

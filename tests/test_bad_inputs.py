@@ -157,7 +157,7 @@ def _spoil(kind: str, photos: Path, manifest: Path) -> str:
     return "outside output_dir"
 
 
-REPORTS = ("report.json", "report.html")  # rewritten by every run
+REPORTS = ("report.json", "report.html", "report.jsonl")  # rewritten by every run
 
 
 @pytest.mark.parametrize("kind", ["collision", "thin photo", "bomb", "bad yaml", "traversal"])

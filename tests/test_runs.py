@@ -179,7 +179,7 @@ def test_a_live_lock_stops_a_second_run(tmp_path, photos):
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
     result = invoke("run", manifest)
     assert result.exit_code == 3
-    assert f"pid {os.getpid()}" in result.output and "in use by another stylize run" in result.output
+    assert f"pid {os.getpid()}" in result.output and "in use by another stylize" in result.output
 
 
 def test_out_of_memory_retries_with_smaller_tiles_then_fails_alone(tmp_path, photos, monkeypatch):

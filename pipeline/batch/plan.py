@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
 from ..media.decode import VIDEO_SUFFIXES, probe_video
-from ..media.files import file_digest, glob_files, is_glob, walk_files
+from ..media.files import file_digest, fit_name, glob_files, is_glob, name_limit, walk_files
 from ..media.images import IMAGE_SUFFIXES, check_fits_network, load_image
 from ..settings import Style, StyleSettings, VideoSettings
 from .manifest import JobPlan, Manifest, ManifestError, check_style_files, parse_manifest
@@ -126,7 +127,8 @@ def expand_input(manifest: Manifest, job_plan: JobPlan) -> list[tuple[Path, Path
 
 def _output_problems(manifest: Manifest, items: list[PlanItem], where: dict[int, str]) -> list[str]:
     """Outputs that would leave output_dir (checked on the resolved path) or that two items
-    share (compared case-insensitively: on macOS and Windows those are one file)."""
+    share (compared as macOS and Windows do: case-insensitively, and with é typed as one
+    character the same as e and an accent)."""
     root = manifest.output_dir.resolve()
     problems, owners = [], {}
     for item in items:
@@ -134,7 +136,7 @@ def _output_problems(manifest: Manifest, items: list[PlanItem], where: dict[int,
         if not output.is_relative_to(root):
             problems.append(f"{where[id(item)]}.name: its outputs would land outside output_dir ({output}); use a plain job name")
             continue
-        first = owners.setdefault(str(output).casefold(), item)
+        first = owners.setdefault(unicodedata.normalize("NFC", str(output)).casefold(), item)
         if first is not item:
             problems.append(f"{where[id(item)]}: {_source(first)} and {_source(item)} would both write {item.output}; "
                             "rename one of the files or put them in separate jobs")
@@ -188,7 +190,7 @@ def _check_content(content: Path, settings: StyleSettings) -> None:
 def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles, video: VideoSettings | None) -> Path:
     folder = manifest.output_dir / job_plan.job.name / relative.parent
     suffix = VIDEO_CONTAINERS[video.codec] if video else f".{job_plan.format}"
-    return folder / f"{relative.stem}__{style_label(styles)}{suffix}"
+    return folder / fit_name(f"{relative.stem}__{style_label(styles)}", suffix, name_limit(folder))
 
 
 def _weights_identity(spec: str) -> str:

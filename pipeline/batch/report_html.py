@@ -13,6 +13,7 @@ from pathlib import PurePath
 from typing import Callable
 from urllib.parse import quote
 
+from ..media.files import printable
 from ..video.summary import holding_up
 
 Href = Callable[[str], str]  # a path relative to the output folder -> the link to it
@@ -50,7 +51,7 @@ img { display: block; height: 128px; width: auto; max-width: 256px; object-fit: 
 def relative_href(path: str) -> str:
     """report.html sits in the output folder: a relative URL, quoted so that spaces, # and %
     in names survive (and a ':' cannot read as a scheme)."""
-    return quote(PurePath(path).as_posix())
+    return quote(os.fsencode(PurePath(path).as_posix()))  # bytes: a name that is not UTF-8 links to its own bytes
 
 
 def render_report(data: dict, href: Href = relative_href) -> str:
@@ -179,4 +180,4 @@ def _name(path: str) -> str:
 
 
 def _e(text) -> str:
-    return escape(str(text), quote=True)
+    return escape(printable(str(text)), quote=True)

@@ -2,18 +2,18 @@
 
     1. load_manifest  check everything before any work, every problem with its location
     2. prepare        plan the items, marking those whose output is current
-    3. run_planned    lock the output folder, clean up what killed runs left, run the rest
-                      here or on a Ray cluster, and write report.json and report.html after every item
+    3. run_planned    lock the output folder and every output to write, clean up what dead
+                      writers left, run the rest here or on a Ray cluster, and report each item
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
-from ..errors import InputError
-from ..media.files import remove_partials
-from ..media.lock import OutputLock
+from ..errors import EnvironmentProblem, InputError
+from ..media.lock import ItemLocks, OutputLock, remove_stale_files
 from .backends.local import run_local
 from .events import RunEvents
 from .manifest import Manifest, load_manifest
@@ -76,32 +76,63 @@ def run_planned(
         from .backends.ray import require_ray, run_on_ray  # Ray is optional: imported only when chosen
 
         require_ray()  # before the lock: a missing extra is an error, not a run
+
+    def start(todo: list[PlannedItem], tracked: RunEvents) -> Iterator[ItemRecord]:
+        if backend == "ray":
+            return run_on_ray(todo, tracked, ray_address or manifest.ray_address, workers)
+        return run_local(todo, tracked, batch_size)
+
     report = RunReport(str(manifest.source), manifest.output_dir)
-    with OutputLock.for_folder(manifest.output_dir) as lock:
-        if lock.took_over:
-            events.note(f"took over the lock of a run that is gone (pid {lock.took_over.get('pid')})")
-        remove_partials(manifest.output_dir)  # safe: we hold the lock, nobody else writes here
-        for planned_item in planned:
-            if planned_item.done:
-                _add(report, ItemRecord.skipped(planned_item.item), planned_item.item)
-        items = {str(p.item.output): p.item for p in todo}
-        tracked = _InFlight(events)
+    with OutputLock.for_folder(manifest.output_dir) as folder_lock:
+        if folder_lock.took_over:
+            events.note(f"took over the lock of a run that is gone (pid {folder_lock.took_over.get('pid')})")
+        remove_stale_files(manifest.output_dir)  # safe: no live writer holds what it removes
+        locks = ItemLocks()
         try:
-            if backend == "ray" and todo:
-                records = run_on_ray(todo, tracked, ray_address or manifest.ray_address, workers)
-            else:
-                records = run_local(todo, tracked, batch_size)
-            for record in records:
-                tracked.finished(record)
-                _add(report, record, items[record.output])
-                events.item_finished(record)
-        except KeyboardInterrupt as stop:
-            for item in tracked.items.values():  # video work folders stay, for the rerun to resume
-                report.add(ItemRecord.of(item, "interrupted", error=f"stopped by {getattr(stop, 'signal_name', 'SIGINT')}"))
-            report.finish()
-            raise
-        report.finish()
+            _run_items(report, planned, locks, folder_lock, events, start)
+        finally:
+            locks.release_all()
     return report
+
+
+def _run_items(report: RunReport, planned: list[PlannedItem], locks: ItemLocks, folder_lock: OutputLock,
+               events: RunEvents, start: Callable[[list[PlannedItem], RunEvents], Iterator[ItemRecord]]) -> None:
+    """Lock every output to write (one a live writer holds fails at once, naming it), run
+    the rest, and finish the report however the run ends: done, stopped by a signal, or
+    stopped by the machine (a full disk). A run whose output folder vanished writes nothing more."""
+    todo = [p for p in planned if not p.done]
+    refused = locks.take(p.item.output for p in todo)
+    report.begin()
+    for planned_item in planned:
+        if planned_item.done:
+            _add(report, ItemRecord.skipped(planned_item.item), planned_item.item)
+        elif str(planned_item.item.output) in refused:
+            report.add(ItemRecord.of(planned_item.item, "failed", error=refused[str(planned_item.item.output)]))
+    todo = [p for p in todo if str(p.item.output) not in refused]
+    items = {str(p.item.output): p.item for p in todo}
+    tracked = _InFlight(events)
+    try:
+        for record in start(todo, tracked) if todo else ():
+            tracked.finished(record)
+            locks.release(record.output)
+            _add(report, record, items[record.output])
+            events.item_finished(record)
+            if not folder_lock.still_held():
+                raise _LockLost(f"{report.output_dir}: the output folder or its lock was removed during the run; "
+                                "stopped, as its writes could no longer be kept to one run; run again to redo what is missing")
+    except _LockLost:
+        raise
+    except (KeyboardInterrupt, EnvironmentProblem) as stop:
+        reason = f"stopped by {getattr(stop, 'signal_name', 'SIGINT')}" if isinstance(stop, KeyboardInterrupt) else f"run stopped: {stop}"
+        for item in tracked.items.values():  # video work folders stay, for the rerun to resume
+            report.add(ItemRecord.of(item, "interrupted", error=reason))
+        report.finish()
+        raise
+    report.finish()
+
+
+class _LockLost(EnvironmentProblem):
+    """The run's output folder lock is gone: nothing more may be written there."""
 
 
 def _add(report: RunReport, record: ItemRecord, item: PlanItem) -> None:

@@ -6,6 +6,7 @@ and interrupts stop the run."""
 
 from __future__ import annotations
 
+import errno
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -79,11 +80,19 @@ def execute(task: Task, events: RunEvents) -> list[ItemRecord]:
     except (EnvironmentProblem, KeyboardInterrupt):
         raise  # the machine or the user stops the run, not these items
     except Exception as error:  # noqa: BLE001 - one bad item must not end a night's run
+        if _out_of_space(error):  # every item after would fail the same way: stop, keeping what is done
+            raise EnvironmentProblem(f"{task.items[0].item.output.parent}: no space left on the device while writing "
+                                     f"{task.label}; free some space and run again to do the rest") from None
         if task.kind == "photos" and len(task.items) > 1:  # find the culprit: each item alone
             return [record for planned in task.items for record in execute(Task("photos", (planned,)), events)]
         where = f"segment {task.segment + 1}/{task.segments}: " if task.kind == "segment" and task.segments > 1 else ""
         seconds = time.perf_counter() - started
         return [ItemRecord.of(p.item, "failed", seconds, error=where + describe_error(error)) for p in task.items]
+
+
+def _out_of_space(error: Exception) -> bool:
+    """A full disk or quota, whether Python saw it (OSError) or ffmpeg did (its message)."""
+    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error)
 
 
 def _run_photos(task: Task, events: RunEvents) -> list[ItemRecord]:

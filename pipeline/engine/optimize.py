@@ -41,7 +41,8 @@ class Optimized:
         """This level's result, counting the steps of the levels before it."""
         if earlier is None:
             return self
-        return Optimized(self.image, earlier.steps + self.steps, earlier.stopped_early or self.stopped_early, self.losses)
+        losses = self.losses if any(self.losses) else earlier.losses  # a level of no steps was not scored
+        return Optimized(self.image, earlier.steps + self.steps, earlier.stopped_early or self.stopped_early, losses)
 
 
 def optimize(start: torch.Tensor, criterion: Criterion, level: Level, settings: StyleSettings, report: StepReport) -> Optimized:

@@ -210,8 +210,10 @@ class _Transfer:
         content = self.colour.working(content)
         if temporal is not None:
             temporal = TemporalTarget(self.colour.working(temporal.warped.to(self.device)), temporal.mask.to(self.device), temporal.weight)
-        target = self.style_target(content)
         image = self._initial_image(content) if start is None else start
+        if level.iterations == 0 and temporal is None:  # nothing to optimise: the start, as it is, without the network
+            return Optimized(image.detach().clamp(0, 1), 0, False, [{} for _ in range(image.shape[0])])
+        target = self.style_target(content)
         height, width = content.shape[-2:]
         # Tiles smaller than asked only where the device's free memory could not hold them.
         tile_size = fitting_tile_size(self.network, self.settings.tile_size, content.shape[0])

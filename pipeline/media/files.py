@@ -19,6 +19,8 @@ from ..errors import InputError
 
 PARTIAL = ".partial"  # marks temporary files; a run removes leftovers of killed runs
 GLOB_CHARS = "*?["
+# Bytes a name leaves for the longest hidden file beside it: `.NAME.XXXXXXXX.partial.json`, a sidecar's temporary.
+NAME_HEADROOM = 24
 
 
 def require_file(path: str | Path, kind: str = "file") -> Path:
@@ -34,17 +36,59 @@ def require_file(path: str | Path, kind: str = "file") -> Path:
 
 
 def check_destination(path: str | Path) -> Path:
-    """The folder `path` would be written in exists or can be made, and is writable: checked
-    before any work, and named by the user's path, not a temporary one."""
+    """The folder `path` would be written in exists or can be made, and is writable (tried,
+    not asked: root passes every permission check, yet cannot write in /proc or a read-only
+    mount), and the name leaves room for its temporaries: checked before any work, and named
+    by the user's path, not a temporary one."""
     path = Path(path)
     existing = path.absolute().parent
     while not existing.exists() and not existing.is_symlink():
         existing = existing.parent
     if not existing.is_dir():
         raise InputError(f"cannot be written: {existing} is a file, not a folder", path)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"cannot be written: no permission to write in {existing}", path)
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".stylize-probe.", dir=existing)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise InputError(f"cannot be written: cannot create files in {existing} ({error.strerror or error})", path) from None
+    check_name_length(path)
     return path
+
+
+def check_name_length(path: Path) -> None:
+    """A name leaves NAME_HEADROOM bytes for the hidden files made beside it (its temporary,
+    lock, sidecar and work folder), within the file system's limit on one name."""
+    longest = name_limit(path.absolute().parent) - NAME_HEADROOM
+    length = len(os.fsencode(path.name))
+    if length > longest:
+        raise InputError(f"file name too long ({length} bytes; at most {longest} here, to leave room for "
+                         "the temporary and lock files beside it): shorten it", path)
+
+
+def name_limit(folder: Path) -> int:
+    """The longest file name `folder` (or, until it is made, the nearest folder above) allows, in bytes."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def fit_name(stem: str, suffix: str, limit: int) -> str:
+    """`stem + suffix`, its stem cut and marked with a digest of the whole when the name would
+    pass `limit` bytes less NAME_HEADROOM: two long names that differ late stay apart."""
+    room = limit - NAME_HEADROOM - len(os.fsencode(suffix))
+    encoded = os.fsencode(stem)
+    if len(encoded) <= room:
+        return stem + suffix
+    mark = "~" + hashlib.sha256(encoded).hexdigest()[:12]
+    cut = stem
+    while len(os.fsencode(cut)) > room - len(mark):  # whole characters only
+        cut = cut[:-1]
+    return cut + mark + suffix
 
 
 def file_digest(path: Path) -> str:
@@ -106,6 +150,18 @@ def write_json(path: str | Path, data) -> Path:
     return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def printable(text: str) -> str:
+    """A name as one line of valid text: bytes that are not UTF-8 as \\xNN, control
+    characters (a newline, an escape) escaped, so a name can neither break nor forge a line."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 def timestamp() -> str:
     """Local time with its offset, as every record, sidecar and lock states it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -115,13 +171,6 @@ def remove_partials_of(output: Path) -> None:
     """Temporary files an earlier, killed writer of `output` left beside it."""
     for partial in output.parent.glob(f".{glob.escape(output.stem)}.*{PARTIAL}{glob.escape(output.suffix)}"):
         partial.unlink(missing_ok=True)
-
-
-def remove_partials(folder: Path) -> None:
-    """Temporary files a killed run left behind: their rename never happened."""
-    for partial in walk_files(folder, recursive=True, hidden=True):
-        if partial.name.startswith(".") and PARTIAL in partial.name:
-            partial.unlink(missing_ok=True)
 
 
 def walk_files(root: Path, recursive: bool, hidden: bool = False, prune: Path | None = None) -> Iterator[Path]:

@@ -23,7 +23,7 @@ class WorkFolder:
     def __init__(self, path: Path, key: str, first: int = 0):
         self.path = path
         state = self._load_state()
-        if state.get("key") != key:
+        if state.get("key") != key or not self._frames_present(state):
             shutil.rmtree(self.path, ignore_errors=True)
             state = {"key": key, "first": first, "frames_done": 0, "errors": [], "scores": [], "cuts": [],
                      "photo_gaps": None, "passes_done": 0, "pass_frames": 0, "complete": False, "seconds": 0.0, "resumed_from": 0, "device": None}
@@ -143,6 +143,15 @@ class WorkFolder:
     def _frame_path(self, index: int, pass_number: int = 1) -> Path:
         folder = self.path if pass_number <= 1 else self.path / f"pass_{pass_number}"
         return folder / f"frame_{index:06d}.png"
+
+    def _frames_present(self, state: dict) -> bool:
+        """Every frame the state counts as finished is on disk: a folder something else
+        emptied under it starts again rather than failing on each rerun."""
+        try:
+            first, done, passes = int(state["first"]), int(state["frames_done"]), int(state["passes_done"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        return all(self._frame_path(index, max(passes, 1)).is_file() for index in range(first, first + done))
 
     def _load_state(self) -> dict:
         try:
