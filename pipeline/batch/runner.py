@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import EnvironmentProblem, InputError
-from ..media.lock import ItemLocks, OutputLock, remove_stale_files
+from ..media.lock import OutputLock, describe_holder, is_held, remove_stale_files
 from .backends.local import run_local
 from .events import RunEvents
 from .manifest import Manifest, load_manifest
@@ -83,38 +83,37 @@ def run_planned(
         return run_local(todo, tracked, batch_size)
 
     report = RunReport(str(manifest.source), manifest.output_dir)
-    with OutputLock.for_folder(manifest.output_dir) as folder_lock:
+    with OutputLock.for_folder(manifest.output_dir, [p.item.output for p in todo], str(manifest.source)) as folder_lock:
         if folder_lock.took_over:
             events.note(f"took over the lock of a run that is gone (pid {folder_lock.took_over.get('pid')})")
         remove_stale_files(manifest.output_dir)  # safe: no live writer holds what it removes
-        locks = ItemLocks()
-        try:
-            _run_items(report, planned, locks, folder_lock, events, start)
-        finally:
-            locks.release_all()
+        _run_items(report, planned, folder_lock, events, start)
     return report
 
 
-def _run_items(report: RunReport, planned: list[PlannedItem], locks: ItemLocks, folder_lock: OutputLock,
-               events: RunEvents, start: Callable[[list[PlannedItem], RunEvents], Iterator[ItemRecord]]) -> None:
-    """Lock every output to write (one a live writer holds fails at once, naming it), run
-    the rest, and finish the report however the run ends: done, stopped by a signal, or
-    stopped by the machine (a full disk). A run whose output folder vanished writes nothing more."""
-    todo = [p for p in planned if not p.done]
-    refused = locks.take(p.item.output for p in todo)
+def _run_items(report: RunReport, planned: list[PlannedItem], folder_lock: OutputLock, events: RunEvents,
+               start: Callable[[list[PlannedItem], RunEvents], Iterator[ItemRecord]]) -> None:
+    """Run the items not done, but those a single `stylize image` or `stylize video` is
+    writing (they fail at once, naming it), and finish the report however the run ends:
+    done, stopped by a signal, or stopped by the machine (a full disk). A run whose output
+    folder vanished writes nothing more."""
+    refused = {}
+    for p in planned:
+        holder = None if p.done else is_held(p.item.output)
+        if holder is not None:
+            refused[str(p.item.output)] = f"{p.item.output} is in use by {describe_holder(holder)}; run again when it has finished"
     report.begin()
     for planned_item in planned:
         if planned_item.done:
             _add(report, ItemRecord.skipped(planned_item.item), planned_item.item)
         elif str(planned_item.item.output) in refused:
             report.add(ItemRecord.of(planned_item.item, "failed", error=refused[str(planned_item.item.output)]))
-    todo = [p for p in todo if str(p.item.output) not in refused]
+    todo = [p for p in planned if not p.done and str(p.item.output) not in refused]
     items = {str(p.item.output): p.item for p in todo}
     tracked = _InFlight(events)
     try:
         for record in start(todo, tracked) if todo else ():
             tracked.finished(record)
-            locks.release(record.output)
             _add(report, record, items[record.output])
             events.item_finished(record)
             if not folder_lock.still_held():

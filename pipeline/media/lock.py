@@ -1,8 +1,8 @@
-"""One writer per output. Every command that writes an output file (`stylize image`,
-`stylize video`, each item of `stylize run`) holds a lock file beside it, `.NAME.lock`,
-naming its holder; a run also holds its output folder's `.stylize.lock`. A second writer
-is refused at once, naming the holder; a lock whose holder is dead is taken over. Cleanup
-of what killed writers left (temporaries, locks) touches only outputs no live writer holds."""
+"""One writer per output. `stylize image` and `stylize video` hold a lock file beside their
+output, `.NAME.lock`; a run holds its output folder's `.stylize.lock`, which lists (claims)
+every output the run is to write. Each side checks the other after taking its own lock, so a
+second writer of an output is refused at once, naming the first. A lock whose holder is dead
+is taken over. Cleanup of what dead writers left (temporaries, locks) spares live writers'."""
 
 from __future__ import annotations
 
@@ -26,15 +26,17 @@ _TEMPORARY = re.compile(r"\.(?P<stem>.+)\.[A-Za-z0-9_]{8}" + re.escape(PARTIAL) 
 
 
 class OutputLock:
-    def __init__(self, path: Path, what: Path):
+    def __init__(self, path: Path, what: Path, claims: tuple[Path, ...] = (), manifest: str | None = None):
         self.path = path
+        self.manifest = manifest  # the run's, named to whoever it refuses
         self.what = what  # the folder or file it keeps to one writer, as the user named it
+        self.claims = claims  # a run's outputs to write (under its folder), which no single command may write meanwhile
         self.took_over: dict | None = None  # the dead holder replaced, if any
-        self.token = secrets.token_hex(8)  # tells this holder's lock file from a later one's
+        self._identity: tuple | None = None  # the lock file's inode and times, to tell it from a later one
 
     @classmethod
-    def for_folder(cls, folder: Path) -> "OutputLock":
-        return cls(folder / LOCK_NAME, folder)
+    def for_folder(cls, folder: Path, claims: Iterable[Path] = (), manifest: str | None = None) -> "OutputLock":
+        return cls(folder / LOCK_NAME, folder, tuple(claims), manifest)
 
     @classmethod
     def for_output(cls, output: Path) -> "OutputLock":
@@ -48,26 +50,38 @@ class OutputLock:
         self.release()
 
     def acquire(self) -> "OutputLock":
-        """Take the lock, or raise EnvironmentProblem naming its live holder."""
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": timestamp(), "token": self.token}
+        """Take the lock, or raise EnvironmentProblem naming its live holder (for an output,
+        also a live run whose folder lock claims it)."""
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": timestamp(), "manifest": self.manifest,
+              "outputs": [os.path.relpath(output, self.path.parent) for output in self.claims]}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            for _ in range(2):
-                try:
-                    with open(self.path, "x") as stream:
-                        json.dump(me, stream)
-                    return self
-                except FileExistsError:
-                    holder = read_holder(self.path)
-                    if not is_dead(holder):
-                        raise EnvironmentProblem(f"{self.what} is in use by {describe_holder(holder)}; wait for it to finish, "
-                                                 f"or delete {self.path} if that process is gone") from None
-                    self.took_over = holder
-                    self.path.unlink(missing_ok=True)
+            self._create(me)
         except OSError as error:
             if error.errno == errno.ENAMETOOLONG:
                 raise InputError("file name too long for its lock file; shorten it", self.what) from None
             raise EnvironmentProblem(f"cannot lock {self.what}: {error.strerror or error}") from None
+        run = claimed_by(self.what) if not self.claims and self.path.name != LOCK_NAME else None
+        if run is not None:  # taken after our own lock, so a run starting meanwhile sees ours
+            self.release()
+            raise EnvironmentProblem(f"{self.what} is being written by a run of {run.get('manifest') or 'a manifest'}, "
+                                     f"{describe_holder(run)}; wait for it to finish")
+        return self
+
+    def _create(self, me: dict) -> None:
+        for _ in range(2):
+            try:
+                with open(self.path, "x") as stream:
+                    json.dump(me, stream)
+                self._identity = _identity(self.path)
+                return
+            except FileExistsError:
+                holder = read_holder(self.path)
+                if not is_dead(holder):
+                    raise EnvironmentProblem(f"{self.what} is in use by {describe_holder(holder)}; wait for it to finish, "
+                                             f"or delete {self.path} if that process is gone") from None
+                self.took_over = holder
+                self.path.unlink(missing_ok=True)
         raise EnvironmentProblem(f"could not take the lock {self.path}; delete it if no stylize is running")
 
     def release(self) -> None:
@@ -77,7 +91,15 @@ class OutputLock:
 
     def still_held(self) -> bool:
         """False once the lock file was deleted or replaced (its folder removed, say)."""
-        return read_holder(self.path).get("token") == self.token
+        return self._identity is not None and _identity(self.path) == self._identity
+
+
+def _identity(path: Path) -> tuple | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def lock_path(output: Path) -> Path:
@@ -111,36 +133,25 @@ def is_dead(holder: dict) -> bool:
     return False
 
 
-def is_held(output: Path) -> bool:
-    """Whether a live writer holds `output`."""
+def is_held(output: Path) -> dict | None:
+    """The live single command writing `output`, if any."""
     path = lock_path(output)
-    return path.exists() and not is_dead(read_holder(path))
+    if not path.exists():
+        return None
+    holder = read_holder(path)
+    return None if is_dead(holder) else holder
 
 
-class ItemLocks:
-    """The locks of a run's outputs: all taken before any work, each released as its item ends."""
-
-    def __init__(self):
-        self.held: dict[str, OutputLock] = {}
-
-    def take(self, outputs: Iterable[Path]) -> dict[str, str]:
-        """Lock every output; output -> why it is refused, for those a live writer holds."""
-        refused = {}
-        for output in outputs:
-            try:
-                self.held[str(output)] = OutputLock.for_output(output).acquire()
-            except (EnvironmentProblem, InputError) as error:
-                refused[str(output)] = str(error)
-        return refused
-
-    def release(self, output: str) -> None:
-        lock = self.held.pop(output, None)
-        if lock is not None:
-            lock.release()
-
-    def release_all(self) -> None:
-        for output in list(self.held):
-            self.release(output)
+def claimed_by(output: Path) -> dict | None:
+    """The live run whose folder lock, in a folder above `output`, claims it."""
+    output = output.absolute()
+    for folder in output.parents:
+        lock = folder / LOCK_NAME
+        if lock.is_file():
+            holder = read_holder(lock)
+            if not is_dead(holder) and os.path.relpath(output, folder) in holder.get("outputs", ()):
+                return holder
+    return None
 
 
 def remove_stale_files(folder: Path) -> None:
@@ -158,7 +169,7 @@ def remove_stale_files(folder: Path) -> None:
             continue
         output = owner_of(path.with_name(match["stem"] + (match["suffix"] or "")))
         if output not in live:
-            live[output] = is_held(output)
+            live[output] = is_held(output) is not None
         if not live[output]:
             path.unlink(missing_ok=True)
 
