@@ -14,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import gradio as gr
 import pytest
 import yaml
+from gradio.data_classes import ImageData
 from PIL import Image
 
 from browser import screenshot
@@ -31,6 +33,7 @@ from pipeline.studio.commands import Recipe, image_command, manifest_job, preset
 from pipeline.studio.folders import StudioFolders, safe_name
 from pipeline.studio.hosts import answers_to, host_name, refusal
 from pipeline.studio.jobs import LiveJob
+from pipeline.studio.page import photo_input
 from pipeline.studio.server import check_host
 
 
@@ -101,6 +104,24 @@ def test_the_studio_answers_only_to_host_names_that_mean_it():
     said = refusal("127.0.0.1", "evil.example.com:7860")
     assert "not to evil.example.com" in said and "--host evil.example.com" in said
     assert "and 192.168.1.5" in refusal("192.168.1.5", "evil.example.com")
+
+
+def test_a_photo_that_is_no_image_gets_a_plain_message_and_no_traceback(tmp_path, photo):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    truncated = tmp_path / "half.png"
+    with Image.open(photo) as image:
+        image.convert("RGBA").save(truncated)  # RGBA: Gradio converts it to RGB, reading every pixel
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    component = photo_input()
+    for given, said in ((notes, "notes.txt is not an image this studio can read: use JPEG, PNG"),
+                        (truncated, "half.png could not be read as an image")):
+        with pytest.raises(gr.Error) as refused:
+            component.preprocess(ImageData(path=str(given), orig_name=given.name))
+        assert refused.value.message.startswith(said) and str(tmp_path) not in refused.value.message
+        assert not refused.value.print_exception  # Gradio logs no traceback for it
+    assert component.preprocess(ImageData(path=str(photo), orig_name=photo.name)) == str(photo)
+    assert not list((REPO / "pipeline").rglob("*.pyi"))  # what Gradio writes beside a module defining a component class
 
 
 def test_serve_refuses_a_public_address_that_came_from_the_environment(tmp_path):
@@ -343,3 +364,19 @@ def test_a_host_header_naming_another_site_is_refused_with_how_to_allow_it(studi
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
         assert _request(url, "/", {"Host": host})[0] == 200, host
 
+
+@pytest.mark.browser
+def test_a_file_that_is_no_photo_is_named_in_plain_words_on_upload_and_on_stylize(studio, page, tmp_path):
+    url, _ = studio
+    fake = tmp_path / "notes.png"  # the page accepts it by its name
+    fake.write_text("not a picture")
+    said = "notes.png is not an image this studio can read: use JPEG, PNG"
+    _open_tab(page, url, "Image")
+    page.locator("#image-content input[type=file]").set_input_files(str(fake))
+    message = page.locator(".toast-body", has_text=said)
+    message.wait_for()  # at once, on upload
+    page.locator(".toast-close").first.click()
+    message.wait_for(state="detached")
+    page.click("#image-run")
+    message.wait_for()  # and again when asked to stylize it
+    assert "Could not preprocess" not in page.locator("body").inner_text()
