@@ -14,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import gradio as gr
 import pytest
 import yaml
+from gradio.data_classes import ImageData
 from PIL import Image
 
 from browser import screenshot
@@ -29,7 +31,9 @@ from pipeline.media.decode import probe_video
 from pipeline.settings import Style, StyleSettings
 from pipeline.studio.commands import Recipe, image_command, manifest_job, preset_numbers
 from pipeline.studio.folders import StudioFolders, safe_name
+from pipeline.studio.hosts import answers_to, host_name, refusal
 from pipeline.studio.jobs import LiveJob
+from pipeline.studio.page import photo_input
 from pipeline.studio.server import check_host
 
 
@@ -85,6 +89,39 @@ def test_only_an_explicit_host_option_opens_the_studio_beyond_this_machine():
     check_host("0.0.0.0", from_option=True)
     with pytest.raises(InputError, match="--host 0.0.0.0"):
         check_host("0.0.0.0", from_option=False)
+
+
+def test_the_studio_answers_only_to_host_names_that_mean_it():
+    for header in ("127.0.0.1:7860", "localhost:7860", "LocalHost.", "[::1]:7860", "[0:0:0:0:0:0:0:1]", "127.0.0.1", "localhost"):
+        assert answers_to("127.0.0.1", header), header
+    for header in ("evil.example.com", "evil.example.com:7860", "127.0.0.1.evil.example.com", "localhost.evil.example.com",
+                   "192.168.1.5:7860", "", None):
+        assert not answers_to("127.0.0.1", header), header
+    assert answers_to("studio.lan", "studio.lan:7860") and answers_to("192.168.1.5", "192.168.1.5:7860")
+    assert not answers_to("192.168.1.5", "evil.example.com:7860")
+    assert answers_to("::", "[2001:db8::1]:7860") and answers_to("0.0.0.0", "anything.example.com")  # every address: any name
+    assert host_name("[::1]:80") == "::1" and host_name("EXAMPLE.com.:80") == "example.com"
+    said = refusal("127.0.0.1", "evil.example.com:7860")
+    assert "not to evil.example.com" in said and "--host evil.example.com" in said
+    assert "and 192.168.1.5" in refusal("192.168.1.5", "evil.example.com")
+
+
+def test_a_photo_that_is_no_image_gets_a_plain_message_and_no_traceback(tmp_path, photo):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    truncated = tmp_path / "half.png"
+    with Image.open(photo) as image:
+        image.convert("RGBA").save(truncated)  # RGBA: Gradio converts it to RGB, reading every pixel
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    component = photo_input()
+    for given, said in ((notes, "notes.txt is not an image this studio can read: use JPEG, PNG"),
+                        (truncated, "half.png could not be read as an image")):
+        with pytest.raises(gr.Error) as refused:
+            component.preprocess(ImageData(path=str(given), orig_name=given.name))
+        assert refused.value.message.startswith(said) and str(tmp_path) not in refused.value.message
+        assert not refused.value.print_exception  # Gradio logs no traceback for it
+    assert component.preprocess(ImageData(path=str(photo), orig_name=photo.name)) == str(photo)
+    assert not list((REPO / "pipeline").rglob("*.pyi"))  # what Gradio writes beside a module defining a component class
 
 
 def test_serve_refuses_a_public_address_that_came_from_the_environment(tmp_path):
@@ -185,10 +222,15 @@ def _announced_url(server: subprocess.Popen) -> str:
 
 def _get(url: str, path: str) -> int:
     """The status of GET `path`, sent exactly as written (no client-side normalising of ..)."""
+    return _request(url, path)[0]
+
+
+def _request(url: str, path: str, headers: dict | None = None) -> tuple[int, str]:
     host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.request("GET", path)
-    return connection.getresponse().status
+    connection.request("GET", path, headers=headers or {})  # a Host here replaces the one http.client would send
+    response = connection.getresponse()
+    return response.status, response.read().decode(errors="replace")
 
 
 def _open_tab(page, url: str, tab: str) -> None:
@@ -311,3 +353,30 @@ def test_paths_outside_the_configured_folders_are_refused(studio):
                  f"/gradio_api/file={REPO / 'pyproject.toml'}", "/runs/0/../private.txt",
                  "/runs/0/%2e%2e/private.txt", f"/runs/0/{root / 'private.txt'}", "/runs/1/report.json"):
         assert _get(url, path) in (403, 404), path
+
+
+def test_a_host_header_naming_another_site_is_refused_with_how_to_allow_it(studio):
+    url, _ = studio
+    port = re.search(r":(\d+)/", url).group(1)
+    for path in ("/", "/runs/0/report.json", "/gradio_api/info"):
+        status, body = _request(url, path, {"Host": "evil.example.com"})
+        assert status == 403 and "--host evil.example.com" in body, (path, status, body)
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+        assert _request(url, "/", {"Host": host})[0] == 200, host
+
+
+@pytest.mark.browser
+def test_a_file_that_is_no_photo_is_named_in_plain_words_on_upload_and_on_stylize(studio, page, tmp_path):
+    url, _ = studio
+    fake = tmp_path / "notes.png"  # the page accepts it by its name
+    fake.write_text("not a picture")
+    said = "notes.png is not an image this studio can read: use JPEG, PNG"
+    _open_tab(page, url, "Image")
+    page.locator("#image-content input[type=file]").set_input_files(str(fake))
+    message = page.locator(".toast-body", has_text=said)
+    message.wait_for()  # at once, on upload
+    page.locator(".toast-close").first.click()
+    message.wait_for(state="detached")
+    page.click("#image-run")
+    message.wait_for()  # and again when asked to stylize it
+    assert "Could not preprocess" not in page.locator("body").inner_text()

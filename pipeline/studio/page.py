@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import StylizeError
 from ..settings import DEFAULT_STRENGTH, Style, VideoSettings
@@ -76,13 +77,13 @@ class _StyleControls:
         chosen = []
         for name, weight in _rows(rows):
             if name not in known:
-                raise gr.Error(f"style {name!r} is not in the library or the uploads: pick or upload it again")
+                raise _problem(f"style {name!r} is not in the library or the uploads: pick or upload it again")
             if weight is None or float(weight) < 0:
-                raise gr.Error(f"style {name!r}: the weight must be a number, 0 or more")
+                raise _problem(f"style {name!r}: the weight must be a number, 0 or more")
             if float(weight) > 0:
                 chosen.append(Style(Path(known[name]), float(weight)))
         if not chosen:
-            raise gr.Error("choose at least one style: click a painting in the library or upload one")
+            raise _problem("choose at least one style: click a painting in the library or upload one")
         return tuple(chosen)
 
 
@@ -122,6 +123,42 @@ def _count(value) -> int | None:
     return None if value in (None, "") else int(value)
 
 
+def _problem(message: str) -> gr.Error:
+    """The page's one-line message for something the user can fix: no server traceback."""
+    return gr.Error(message, print_exception=False)
+
+
+READABLE = "JPEG, PNG, WebP, BMP or TIFF"  # media.images.IMAGE_SUFFIXES, as people name them
+
+
+def photo_input(**options) -> gr.Image:
+    """gr.Image(type="filepath") whose upload is read as an image before any handler runs,
+    failing with the file's own name: Gradio's own failure names the component's index and
+    the cache path, and logs a traceback. (Not a subclass: Gradio writes a .pyi beside the
+    module of every component class.)"""
+    photo = gr.Image(type="filepath", **options)
+    photo.preprocess = partial(_read_photo, photo.preprocess)  # the one call Gradio makes on an input's payload
+    return photo
+
+
+def _read_photo(preprocess, payload):
+    if payload is None:
+        return None
+    name = Path(payload.orig_name or payload.path or "the upload").name
+    if Path(name).suffix.lower() == ".svg":  # Gradio passes SVG through unread; PIL cannot read it
+        raise _problem(f"{name} is not an image this studio can read: use {READABLE}")
+    try:
+        return preprocess(payload)
+    except gr.Error:
+        raise
+    except Image.DecompressionBombError:
+        raise _problem(f"{name} has too many pixels for this studio: downscale it first") from None
+    except UnidentifiedImageError:
+        raise _problem(f"{name} is not an image this studio can read: use {READABLE}") from None
+    except Exception:
+        raise _problem(f"{name} could not be read as an image (corrupt or truncated?): use {READABLE}") from None
+
+
 def _status(snapshot: Snapshot) -> str:
     return (f'<div class="job-status"><progress max="1" value="{snapshot.fraction:.3f}"></progress>'
             f"<span>{html.escape(snapshot.status)}</span></div>")
@@ -133,13 +170,13 @@ async def _stream(work):
         async for update in LiveJob(work).updates():
             yield update
     except StylizeError as error:
-        raise gr.Error(str(error), print_exception=False) from None
+        raise _problem(str(error)) from None
 
 
 def _image_tab(folders: StudioFolders, device: str) -> None:
     with gr.Row():
         with gr.Column(scale=1):
-            content = gr.Image(type="filepath", label="Photo", sources=["upload"], height=260, elem_id="image-content")
+            content = photo_input(label="Photo", sources=["upload"], height=260, elem_id="image-content")
             styles = _StyleControls(folders, "image")
             settings = _settings_controls("image")
             with gr.Row():
@@ -155,7 +192,7 @@ def _image_tab(folders: StudioFolders, device: str) -> None:
 
     async def stylize(photo, rows, known, *chosen):
         if not photo:
-            raise gr.Error("upload a photo first")
+            raise _problem("upload a photo first")
         recipe = _recipe(_StyleControls.styles(rows, known), device, *chosen)
         async for update in _stream(partial(stylize_photo, Path(photo), recipe, folders)):
             if isinstance(update, Snapshot):
@@ -165,6 +202,7 @@ def _image_tab(folders: StudioFolders, device: str) -> None:
                        download: gr.DownloadButton(value=str(update.output), visible=True),
                        command: update.command, job: update.manifest_job}
 
+    content.upload(lambda photo: None, content, None, show_progress="hidden")  # a photo it cannot read: said at once
     event = run.click(stylize, [content, styles.table, styles.known, *settings],
                       [status, result, download, summary, command, job], concurrency_limit=1,
                       concurrency_id=DEVICE_QUEUE, show_progress_on=[status])
@@ -192,7 +230,7 @@ def _video_tab(folders: StudioFolders, device: str) -> None:
 
     async def stylize(source, rows, known, *chosen):
         if not source:
-            raise gr.Error("upload a clip first")
+            raise _problem("upload a clip first")
         recipe = _recipe(_StyleControls.styles(rows, known), device, *chosen)
         async for update in _stream(partial(stylize_clip, Path(source), recipe, folders)):
             if isinstance(update, Snapshot):

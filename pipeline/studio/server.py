@@ -3,20 +3,19 @@
     1. check_host   loopback unless --host says otherwise
     2. the page     built by `page`, Gradio's files kept inside the output folder
     3. /runs/N/...  the files of the run folders the server was given, and nothing outside them
-    4. uvicorn      on a free port unless one was given
+    4. HostGuard    only requests naming this studio in their Host header (`hosts`)
+    5. uvicorn      on a free port unless one was given
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 
 from ..errors import EnvironmentProblem, InputError
 from ..media.files import check_destination
 from .folders import StudioFolders
-
-LOOPBACK_NAMES = ("localhost",)
+from .hosts import HostGuard, is_loopback
 
 
 def require_gradio():
@@ -32,15 +31,6 @@ def check_host(host: str, from_option: bool) -> None:
     results: only an explicit --host may ask for that (not, say, GRADIO_SERVER_NAME)."""
     if not from_option and not is_loopback(host):
         raise InputError(f"the studio listens on {host!r} only when --host {host} says so; without it, 127.0.0.1")
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_folders(folders: StudioFolders) -> None:
@@ -59,8 +49,8 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def make_app(folders: StudioFolders, device: str = "auto", max_upload_mb: int = 200):
-    """The studio as an ASGI app: the page at /, run folders at /runs/N/."""
+def make_app(folders: StudioFolders, device: str = "auto", max_upload_mb: int = 200, host: str = "127.0.0.1"):
+    """The studio as an ASGI app listening on `host`: the page at /, run folders at /runs/N/."""
     os.environ["GRADIO_TEMP_DIR"] = str(folders.cache.resolve())  # Gradio writes only inside our folder
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     gr = require_gradio()
@@ -82,9 +72,10 @@ def make_app(folders: StudioFolders, device: str = "auto", max_upload_mb: int = 
 
     page = build_page(folders, device).queue(default_concurrency_limit=1)
     allowed = [str(folders.output_dir.resolve()), str(folders.styles_dir.resolve())]
-    return gr.mount_gradio_app(app, page, path="/", allowed_paths=allowed, max_file_size=f"{max_upload_mb}mb",
-                               footer_links=[], theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"]),
-                               css=_CSS, ssr_mode=False)
+    app = gr.mount_gradio_app(app, page, path="/", allowed_paths=allowed, max_file_size=f"{max_upload_mb}mb",
+                              footer_links=[], theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"]),
+                              css=_CSS, ssr_mode=False)
+    return HostGuard(app, host)
 
 
 def serve(folders: StudioFolders, host: str, port: int, device: str = "auto", max_upload_mb: int = 200,
@@ -92,7 +83,7 @@ def serve(folders: StudioFolders, host: str, port: int, device: str = "auto", ma
     check_host(host, host_from_option)
     require_gradio()  # before anything is written
     check_folders(folders)
-    app = make_app(folders, device, max_upload_mb)
+    app = make_app(folders, device, max_upload_mb, host)
     import uvicorn
 
     port = port or free_port(host)
