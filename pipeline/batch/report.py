@@ -22,6 +22,8 @@ HTML_NAME = "report.html"
 JOURNAL_NAME = "report.jsonl"
 RENDER_EVERY_S = 2.0  # the shortest time between two rewrites of report.json and report.html
 RENDER_SHARE = 0.05  # of the run's time, at most, spent rewriting them
+RESERVE_NAME = ".report.reserve"  # disk held back during a run, so a disk that fills can still take the final report
+RESERVE_SLACK = 256 * 1024
 
 
 @dataclass
@@ -78,12 +80,14 @@ class RunReport:
         except OSError:
             self._journal = None  # the report files are still tried; finish() says if they fail too
         self._render_quietly()
+        self._keep_room()
 
     def add(self, record: ItemRecord) -> None:
         self.items.append(record)
         self._append(asdict(record))
         if time.monotonic() - self._rendered_at >= max(RENDER_EVERY_S, self._render_seconds / RENDER_SHARE):
             self._render_quietly()
+            self._keep_room()
 
     def totals(self) -> dict[str, float]:
         count = {status: sum(r.status == status for r in self.items) for status in ("done", "skipped", "failed")}
@@ -101,6 +105,7 @@ class RunReport:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        (self.output_dir / RESERVE_NAME).unlink(missing_ok=True)
         try:
             self.write()
         except OSError as error:
@@ -133,6 +138,17 @@ class RunReport:
             self.write()
         except OSError:
             self._rendered_at = time.monotonic()
+
+    def _keep_room(self) -> None:
+        """Grow the reserve to what rewriting both files takes, and a margin for what the
+        run adds to them before it ends; finish() frees it just before the last rewrite."""
+        try:
+            need = sum((self.output_dir / name).stat().st_size for name in (REPORT_NAME, HTML_NAME)) * 2 + RESERVE_SLACK
+            with open(self.output_dir / RESERVE_NAME, "ab") as reserve:
+                if reserve.tell() < need:
+                    reserve.write(bytes(need - reserve.tell()))
+        except OSError:
+            pass  # a disk already full: nothing to hold back
 
     def _append(self, line: dict) -> None:
         if self._journal is None:

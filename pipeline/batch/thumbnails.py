@@ -13,10 +13,12 @@ import numpy as np
 from PIL import Image
 
 from ..media.decode import probe_video, read_frames
+from ..media.files import file_digest
 from ..media.images import displayed_size, load_image, save_image
 from .plan import PlanItem
 
 THUMBS = ".thumbs"
+STYLES = "styles"  # under output_dir/.thumbs: the paintings' thumbnails, shared by every output
 EDGE = 256  # long edge in pixels
 QUALITY = 80  # 10 to 30 KB at 256 px
 FRAMES = ("first", "middle", "last")
@@ -38,7 +40,7 @@ def make_thumbnails(item: PlanItem, output_dir: Path, video: dict | None = None)
     except OSError:
         return {}
     folder = thumbnails_folder(item.output)
-    made = {}
+    made = _style_thumbnails(item, output_dir)
     for names, load in _groups(item, video):
         paths = {name: folder / f"{name}.jpg" for name in names}
         try:
@@ -53,16 +55,30 @@ def make_thumbnails(item: PlanItem, output_dir: Path, video: dict | None = None)
 
 def _groups(item: PlanItem, video: dict | None) -> list[tuple[tuple[str, ...], Loader]]:
     """The thumbnails made together (a clip's three frames come from one decode) and how to load them."""
-    styles = [_picture(f"style-{number}", style.image) for number, style in enumerate(item.styles, start=1)]
     if not item.is_video:
-        return [_picture("content", item.content), *styles, _picture("result", item.output)]
+        return [_picture("content", item.content), _picture("result", item.output)]
     used = item.video
 
     def count() -> int:  # output frame n was made from frame n of the part used
         return (video or {}).get("frames_out") or probe_video(item.output).frame_count_hint
 
     source = _frames("in", lambda: read_frames(item.content, used.start, used.end, used.max_frames), count)
-    return [*styles, source, _frames("out", lambda: read_frames(item.output), count)]
+    return [source, _frames("out", lambda: read_frames(item.output), count)]
+
+
+def _style_thumbnails(item: PlanItem, output_dir: Path) -> dict[str, dict]:
+    """style-N: one thumbnail per painting for the whole output folder, named by its bytes,
+    so ten thousand photos in one style load and shrink the painting once, not each time."""
+    made = {}
+    for number, style in enumerate(item.styles, start=1):
+        path = output_dir / THUMBS / STYLES / f"{file_digest(Path(style.image))[:24]}.jpg"
+        try:
+            if not path.is_file():
+                _remake({"style": load_image(style.image)}, {"style": path})
+            made[f"style-{number}"] = _entry(path, output_dir)
+        except Exception:  # noqa: BLE001 - an unreadable painting costs its thumbnail, never the item or the run
+            continue
+    return made
 
 
 def _picture(name: str, path: Path) -> tuple[tuple[str, ...], Loader]:
