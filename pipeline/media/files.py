@@ -121,33 +121,35 @@ def partial_path(path: Path) -> Path:
     return Path(temporary)
 
 
-def publish(temporary: Path, path: Path) -> Path:
-    """Flush a finished temporary file and rename it into place (atomic on one file system)."""
-    with open(temporary, "rb") as stream:
-        os.fsync(stream.fileno())
+def publish(temporary: Path, path: Path, durable: bool = True) -> Path:
+    """Flush a finished temporary file (unless it is cheap to remake: not `durable`) and
+    rename it into place (atomic on one file system)."""
+    if durable:
+        with open(temporary, "rb") as stream:
+            os.fsync(stream.fileno())
     os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes files private; outputs are not
     os.replace(temporary, path)
     return path
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: bool = True) -> Path:
     path = Path(path)
     temporary = partial_path(path)
     try:
         with open(temporary, "wb") as stream:
             write(stream)
-        return publish(temporary, path)
+        return publish(temporary, path, durable)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda stream: stream.write(text.encode()))
+def write_text(path: str | Path, text: str, durable: bool = True) -> Path:
+    return atomic_write(path, lambda stream: stream.write(text.encode()), durable)
 
 
-def write_json(path: str | Path, data) -> Path:
-    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+def write_json(path: str | Path, data, durable: bool = True) -> Path:
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n", durable)
 
 
 def printable(text: str) -> str:

@@ -94,9 +94,9 @@ def check_image_output(path: str | Path) -> str:
     return _PIL_FORMATS[suffix]
 
 
-def save_image(image: Image.Image, path: str | Path, quality: int = 95) -> Path:
-    """Write atomically in the format the suffix names."""
+def save_image(image: Image.Image, path: str | Path, quality: int = 95, durable: bool = True) -> Path:
+    """Write atomically in the format the suffix names (flushed to the disk unless not `durable`)."""
     path = Path(path)
     pil_format = check_image_output(path)
     options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
-    return atomic_write(path, lambda stream: image.save(stream, format=pil_format, **options))
+    return atomic_write(path, lambda stream: image.save(stream, format=pil_format, **options), durable)
