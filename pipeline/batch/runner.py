@@ -121,11 +121,14 @@ def _run_items(report: RunReport, planned: list[PlannedItem], folder_lock: Outpu
                                 "stopped, as its writes could no longer be kept to one run; run again to redo what is missing")
     except _LockLost:
         raise
-    except (KeyboardInterrupt, EnvironmentProblem) as stop:
+    except BaseException as stop:  # a signal, the machine (a full disk), or a fault of ours: the report still ends
         reason = f"stopped by {getattr(stop, 'signal_name', 'SIGINT')}" if isinstance(stop, KeyboardInterrupt) else f"run stopped: {stop}"
         for item in tracked.items.values():  # video work folders stay, for the rerun to resume
             report.add(ItemRecord.of(item, "interrupted", error=reason))
-        report.finish()
+        try:
+            report.finish()
+        except EnvironmentProblem:
+            pass  # the disk took not even the report; the stop's own reason is the one to tell
         raise
     report.finish()
 
