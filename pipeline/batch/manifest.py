@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
 from ..media.files import check_destination, is_glob
 from ..media.images import check_fits_network, load_image
 from ..settings import StyleSettings, VideoSettings, settings_from, validation_problems
+from .strict_yaml import read_yaml
 
 OutputFormat = Literal["jpg", "png", "webp"]
 Backend = Literal["local", "ray"]
@@ -174,14 +174,7 @@ def check_style_files(manifest: Manifest) -> list[str]:
 
 
 def _read_yaml(source: Path) -> dict:
-    if not source.is_file():
-        raise InputError("manifest not found", source)
-    try:
-        data = yaml.safe_load(source.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"not valid YAML{where}: {getattr(error, 'problem', error)}", source) from None
+    data = read_yaml(source)
     if not isinstance(data, dict):
         raise InputError("a manifest is a mapping with output_dir, defaults and jobs", source)
     return data
@@ -200,11 +193,9 @@ def _parse_job(source: Path, index: int, raw: dict, defaults: dict, base: dict) 
     unknown = sorted(set(own) - set(StyleSettings.model_fields))
     problems += [f"{where}.{key}: unknown key (not a job key nor a stylization setting)" for key in unknown]
     own = {key: value for key, value in own.items() if key not in unknown}
-    preset = raw.get("preset")
-    found = find_preset(preset, source) if isinstance(preset, str) and preset else {}
-    if found is None:
-        problems.append(f"{where}.preset: no preset named {preset!r} ({preset_hint(source)})")
-    job_values = {**(found or {}), **own}
+    preset_problems, found = _preset_of(where, raw.get("preset"), source)
+    problems += preset_problems
+    job_values = {**found, **own}
     settings = StyleSettings()  # a stand-in when the job's own are invalid, so its files can still be checked
     try:
         settings = StyleSettings(**{**base, **job_values})
@@ -229,11 +220,9 @@ def _check_defaults(source: Path, defaults: dict) -> tuple[list[str], dict]:
     """The defaults' problems, each once, and their values: the defaults' preset, then their own keys."""
     allowed = set(StyleSettings.model_fields) | OUTPUT_KEYS | {"preset", "video"}
     problems = [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
-    preset = defaults.get("preset")
-    found = find_preset(preset, source) if isinstance(preset, str) and preset else {}
-    if found is None:
-        problems.append(f"defaults.preset: no preset named {preset!r} ({preset_hint(source)})")
-    base = {**(found or {}), **{key: value for key, value in defaults.items() if key in StyleSettings.model_fields}}
+    preset_problems, found = _preset_of("defaults", defaults.get("preset"), source)
+    problems += preset_problems
+    base = {**found, **{key: value for key, value in defaults.items() if key in StyleSettings.model_fields}}
     try:
         StyleSettings(**base)
     except ValidationError as error:
@@ -243,6 +232,19 @@ def _check_defaults(source: Path, defaults: dict) -> tuple[list[str], dict]:
     except ValidationError as error:
         problems += validation_problems(error, "defaults.video")
     return problems, base
+
+
+def _preset_of(where: str, preset, source: Path) -> tuple[list[str], dict]:
+    """The settings of the preset a job or the defaults name ({} for none), and the problem finding it."""
+    if not isinstance(preset, str) or not preset:
+        return [], {}  # none, or not a name: the schema reports that
+    try:
+        found = find_preset(preset, source)
+    except InputError as error:
+        return [f"{where}.preset: {error}"], {}
+    if found is None:
+        return [f"{where}.preset: no preset named {preset!r} ({preset_hint(source)})"], {}
+    return [], found
 
 
 def _mapping(value) -> dict:
@@ -281,7 +283,10 @@ def find_preset(name: str, beside: Path | None = None) -> dict | None:
     for folder in _preset_folders(beside):
         path = folder / f"{name}.yaml"
         if path.is_file():
-            return yaml.safe_load(path.read_text()) or {}
+            values = read_yaml(path, "preset") or {}
+            if not isinstance(values, dict):
+                raise InputError("a preset is a mapping of settings, such as size: 512", path)
+            return values
     return None
 
 
