@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import InputError
 from ..media.files import check_destination, is_glob
 from ..media.images import check_fits_network, load_image
-from ..settings import StyleSettings, VideoSettings, settings_from, validation_problems
+from ..settings import MAX_WEIGHT, StyleSettings, VideoSettings, settings_from, validation_problems
 from .strict_yaml import read_yaml
 
 OutputFormat = Literal["jpg", "png", "webp"]
@@ -38,7 +38,7 @@ class StyleRef(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Path
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)
 
 
 def _as_style_refs(value):
@@ -47,6 +47,15 @@ def _as_style_refs(value):
         return None
     items = value if isinstance(value, list) else [value]
     return [{"path": item} if isinstance(item, str) else item for item in items]
+
+
+class _DefaultsKeys(BaseModel):
+    """The defaults' keys that are not stylization settings, checked as a job's are."""
+
+    preset: str | None = None
+    format: OutputFormat | None = None
+    quality: int | None = Field(None, ge=1, le=100)
+    video: dict[str, Any] | None = None
 
 
 class Job(BaseModel):
@@ -218,7 +227,7 @@ def _parse_job(source: Path, index: int, raw: dict, defaults: dict, base: dict) 
 
 def _check_defaults(source: Path, defaults: dict) -> tuple[list[str], dict]:
     """The defaults' problems, each once, and their values: the defaults' preset, then their own keys."""
-    allowed = set(StyleSettings.model_fields) | OUTPUT_KEYS | {"preset", "video"}
+    allowed = set(StyleSettings.model_fields) | set(_DefaultsKeys.model_fields)
     problems = [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
     preset_problems, found = _preset_of("defaults", defaults.get("preset"), source)
     problems += preset_problems
@@ -231,6 +240,10 @@ def _check_defaults(source: Path, defaults: dict) -> tuple[list[str], dict]:
         VideoSettings(**_mapping(defaults.get("video")))
     except ValidationError as error:
         problems += validation_problems(error, "defaults.video")
+    try:
+        _DefaultsKeys(**{key: value for key, value in defaults.items() if key in _DefaultsKeys.model_fields})
+    except ValidationError as error:
+        problems += validation_problems(error, "defaults")
     return problems, base
 
 
