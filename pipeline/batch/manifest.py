@@ -7,6 +7,7 @@ problem at once, each with its location in the manifest (`jobs[2].style[1].path`
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -159,8 +160,8 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
             job_problems, plan = _parse_job(source, index, raw, defaults, base)
             problems += job_problems
             jobs += [plan] if plan else []
-    names = [plan.job.name for plan in jobs]
-    problems += [f"jobs: job name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
+    uses = Counter(plan.job.name for plan in jobs)
+    problems += [f"jobs: job name {name!r} is used twice" for name in sorted(name for name, count in uses.items() if count > 1)]
     output_dir = _resolve(source, str(data.get("output_dir", "")))
     problems += _check_writable(output_dir) if isinstance(data.get("output_dir"), str) else []
     backend = getattr(top, "backend", "local")
@@ -170,16 +171,29 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
 def check_style_files(manifest: Manifest) -> list[str]:
     """Every style file must exist, decode, and be thick enough for VGG19 at the job's coarsest level."""
     problems = []
+    sizes: dict[Path, tuple[int, int] | InputError] = {}  # each file decoded once, however many jobs use it
     for plan in manifest.jobs:
         long_edge = plan.settings.style_edge(plan.settings.scale_sizes()[0])
         for where, ref in _style_locations(plan):
             try:
                 path = manifest.resolve(ref.path)
-                width, height = load_image(path).size
+                width, height = _decoded_size(path, sizes)
                 check_fits_network(height, width, long_edge, path)
             except InputError as error:
                 problems.append(f"{where}: {error}")
     return problems
+
+
+def _decoded_size(path: Path, sizes: dict) -> tuple[int, int]:
+    """(width, height) of an image, decoding each file once; its InputError each time it is asked for."""
+    if path not in sizes:
+        try:
+            sizes[path] = load_image(path).size
+        except InputError as error:
+            sizes[path] = error
+    if isinstance(sizes[path], InputError):
+        raise sizes[path]
+    return sizes[path]
 
 
 def _read_yaml(source: Path) -> dict:
