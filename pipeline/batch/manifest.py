@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
-from ..media.files import check_destination, is_glob
+from ..media.files import check_destination, is_glob, name_too_long
 from ..media.images import check_fits_network, load_image
 from ..settings import MAX_WEIGHT, StyleSettings, VideoSettings, settings_from, validation_problems
 from .strict_yaml import read_yaml
@@ -163,7 +163,7 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
     uses = Counter(plan.job.name for plan in jobs)
     problems += [f"jobs: job name {name!r} is used twice" for name in sorted(name for name, count in uses.items() if count > 1)]
     output_dir = _resolve(source, str(data.get("output_dir", "")))
-    problems += _check_writable(output_dir) if isinstance(data.get("output_dir"), str) else []
+    problems += _check_output_dir(output_dir) if isinstance(data.get("output_dir"), str) else []
     backend = getattr(top, "backend", "local")
     return Manifest(source, output_dir, jobs, backend, getattr(top, "ray_address", None)), problems
 
@@ -188,6 +188,8 @@ def _decoded_size(path: Path, sizes: dict) -> tuple[int, int]:
     """(width, height) of an image, decoding each file once; its InputError each time it is asked for."""
     if path not in sizes:
         try:
+            if problem := name_too_long(path):
+                raise InputError(problem, path)
             sizes[path] = load_image(path).size
         except InputError as error:
             sizes[path] = error
@@ -282,10 +284,14 @@ def _check_input(source: Path, where: str, job: Job) -> list[str]:
     if is_glob(job.input):
         return []  # a glob may match nothing yet; planning reports that
     path = _resolve(source, job.input)
+    if problem := name_too_long(path):
+        return [f"{where}.input: {path}: {problem}"]
     return [] if path.exists() else [f"{where}.input: {path} does not exist"]
 
 
-def _check_writable(output_dir: Path) -> list[str]:
+def _check_output_dir(output_dir: Path) -> list[str]:
+    if problem := name_too_long(output_dir):
+        return [f"output_dir: {output_dir}: {problem}"]
     try:
         check_destination(output_dir / "report.json")
     except InputError as error:
@@ -309,6 +315,8 @@ def find_preset(name: str, beside: Path | None = None) -> dict | None:
     then the bundled ones; None when there is no such preset."""
     for folder in _preset_folders(beside):
         path = folder / f"{name}.yaml"
+        if problem := name_too_long(path):
+            raise InputError(f"no preset named {name!r}: the name {problem}")
         if path.is_file():
             values = read_yaml(path, "preset") or {}
             if not isinstance(values, dict):
