@@ -27,6 +27,7 @@ out = Console(highlight=False, soft_wrap=True)
 DEFAULTS = StyleSettings()
 VIDEO_DEFAULTS = VideoSettings()
 LOSS_EVERY = 10
+SHOWN_PROBLEMS = 100  # validate lists this many; a generated manifest gone wrong can hold hundreds of thousands
 
 
 def _default(name: str) -> str:
@@ -300,8 +301,10 @@ def validate(manifest: Path = typer.Argument(..., help="YAML manifest")):
         problems = validate_manifest(manifest)
     except StylizeError as error:
         raise _fail(error) from None
-    for problem in problems:
-        err.print(f"[bold red]error:[/] {escape(printable(problem))}")
+    for problem in problems[:SHOWN_PROBLEMS]:
+        err.print(f"[bold red]error:[/] {escape(printable(problem))}")  # escaped: a key such as [/x] is not markup
+    if len(problems) > SHOWN_PROBLEMS:
+        err.print(f"[bold red]error:[/] {escape(printable(str(manifest)))}: and {len(problems) - SHOWN_PROBLEMS:,} more problems")
     if problems:
         raise typer.Exit(EXIT_USAGE)
     out.print(printable(f"{manifest}: ok"), markup=False)

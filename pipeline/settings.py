@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -26,6 +26,16 @@ COARSE_TOLERANCE_FACTOR = 10
 # its content and their blend stay in memory (about 4 GB at 8192 px).
 MAX_SIZE = 8192
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+# Bounds far past any real use (the hq preset takes 600 steps; weights are single digits to hundreds),
+# so that a typo such as 10**30 is an error naming its key, not a run that never ends or overflows.
+MAX_ITERATIONS = 100_000
+MAX_WEIGHT = 1e6
+MAX_LEARNING_RATE = 100.0
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes
+MAX_FRAMES = 10_000_000  # frames of a clip: over four days at 25 fps
+MAX_SECONDS = 1_000_000.0  # seconds into a clip: over eleven days
+MAX_LONG_TERM_JUMP = 1000  # frames back: each frame up to the longest jump stays decoded in memory
+Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT)]
 # strength: the default, and how many times stronger the style term gets from it to strength 1
 # (and weaker down to 0). The style term is the style loss over the unstylized photo's, so a
 # strength weighs the same share of the way to the painting whatever the painting, photo or size.
@@ -39,24 +49,24 @@ class StyleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     size: int = Field(512, gt=15, le=MAX_SIZE, description="long edge of the output in pixels")
-    iterations: int = Field(500, ge=0, description="optimizer steps at the first (coarsest) scale")
-    refine_iterations: int | None = Field(None, ge=0, description="steps at each later scale (default: iterations/2)")
+    iterations: int = Field(500, ge=0, le=MAX_ITERATIONS, description="optimizer steps at the first (coarsest) scale")
+    refine_iterations: int | None = Field(None, ge=0, le=MAX_ITERATIONS, description="steps at each later scale (default: iterations/2)")
     scales: int | None = Field(None, ge=1, le=8, description="coarse-to-fine levels, each twice the last (default: auto, from half size)")
-    tile_size: int = Field(1024, ge=64, description="levels larger than this are optimised in overlapping tiles")
+    tile_size: int = Field(1024, ge=64, le=MAX_SIZE, description="levels larger than this are optimised in overlapping tiles")
     optimizer: Optimizer = "lbfgs"
-    learning_rate: float | None = Field(None, gt=0, description="default: 1.0 for lbfgs, 0.02 for adam")
-    content_weight: float = Field(1.0, ge=0)
-    style_weight: float = Field(3.0, ge=0, description="experts: the style term's weight at the default strength (the style loss over the photo's)")
+    learning_rate: float | None = Field(None, gt=0, le=MAX_LEARNING_RATE, description="default: 1.0 for lbfgs, 0.02 for adam")
+    content_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)
+    style_weight: float = Field(3.0, ge=0, le=MAX_WEIGHT, description="experts: the style term's weight at the default strength (the style loss over the photo's)")
     # 10 rather than 1: at small sizes strokes one or two pixels wide shimmer as a clip moves (README, Step 9).
-    tv_weight: float = Field(10.0, ge=0, description="total variation: smooths strokes one or two pixels wide")
+    tv_weight: float = Field(10.0, ge=0, le=MAX_WEIGHT, description="total variation: smooths strokes one or two pixels wide")
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    style_layer_weights: tuple[float, ...] | None = Field(None, description="one per style layer (default: equal)")
+    style_layer_weights: tuple[Weight, ...] | None = Field(None, description="one per style layer (default: equal)")
     strength: float = Field(DEFAULT_STRENGTH, ge=0, le=1, description="how much of the painting: 0 a light touch, 1 the most; means the same across paintings and sizes")
     style_scale: float = Field(1.0, gt=0, le=4, description="style image size relative to the content")
     preserve_color: ColorMode = "none"
     init: str = Field("content", description="content, noise, or a path to an image")
-    seed: int = 0
+    seed: int = Field(0, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     tolerance: float = Field(1e-4, ge=0, description="stop when the loss improves less than this per step (0: never)")
     pooling: Literal["max", "avg"] = "max"
     weights: str = Field("caffe", description="caffe, torchvision, or a path to a VGG19 state dict")
@@ -164,30 +174,35 @@ class VideoSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    frame_iterations: int = Field(50, ge=0, description="steps for each frame after the first (which gets `iterations`)")
+    frame_iterations: int = Field(50, ge=0, le=MAX_ITERATIONS, description="steps for each frame after the first (which gets `iterations`)")
     temporal: bool = Field(True, description="warm-start from the warped previous output and penalise change (Ruder et al.)")
     # 75 (was 150): a firmer hold lets held pixels drift further under a pan before a frame's steps correct them;
     # on bikes.mp4 and bigbuckbunny.mp4 75 gave frames closer to photos and as steady along independent flows (README, Step 9).
-    temporal_weight: float = Field(75.0, ge=0)
+    temporal_weight: float = Field(75.0, ge=0, le=MAX_WEIGHT)
     long_term: tuple[int, ...] = Field((), description="also hold each pixel to the nearest of these earlier frames where it was visible, e.g. [10, 20, 40]")
     passes: int = Field(1, ge=1, le=100, description="passes over the clip, alternating direction (Ruder et al.'s multi-pass); each costs about as much as the first")
-    photo_checks: int = Field(2, ge=0, description="frames also stylized as photos, to measure how the video's frames hold up (0: none)")
+    photo_checks: int = Field(2, ge=0, le=MAX_FRAMES, description="frames also stylized as photos, to measure how the video's frames hold up (0: none)")
     scene_cut: float = Field(0.15, ge=0, description="mean colour change after motion compensation that starts a new shot (0: never)")
-    max_frames: int | None = Field(None, ge=1)
-    start: float = Field(0.0, ge=0, description="seconds into the clip")
-    end: float | None = Field(None, gt=0, description="seconds into the clip (default: its end)")
+    max_frames: int | None = Field(None, ge=1, le=MAX_FRAMES)
+    start: float = Field(0.0, ge=0, le=MAX_SECONDS, description="seconds into the clip")
+    end: float | None = Field(None, gt=0, le=MAX_SECONDS, description="seconds into the clip (default: its end)")
     codec: VideoCodec = "h264"
     crf: int = Field(18, ge=0, le=63, description="constant quality: lower is better and larger")
-    segment_frames: int = Field(900, ge=0, description="clips longer than this are cut into segments stylized in parallel (0: never)")
-    segment_overlap: int = Field(24, ge=0, description="frames over which each later segment cross-fades in from the one before")
-    segment_burn_in: int = Field(8, ge=0, description="frames each later segment stylizes before its cross-fade, then discards")
+    segment_frames: int = Field(900, ge=0, le=MAX_FRAMES, description="clips longer than this are cut into segments stylized in parallel (0: never)")
+    segment_overlap: int = Field(24, ge=0, le=MAX_FRAMES, description="frames over which each later segment cross-fades in from the one before")
+    segment_burn_in: int = Field(8, ge=0, le=MAX_FRAMES, description="frames each later segment stylizes before its cross-fade, then discards")
 
     @model_validator(mode="after")
     def _check(self) -> "VideoSettings":
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
-        if any(jump < 1 for jump in self.long_term):
-            raise ValueError(f"long_term jumps must be 1 or more frames, got {list(self.long_term)}")
+        if any(not 1 <= jump <= MAX_LONG_TERM_JUMP for jump in self.long_term):
+            raise ValueError(f"long_term jumps must be 1 to {MAX_LONG_TERM_JUMP} frames, got {_listed(self.long_term)}")
         if self.segment_frames and self.segment_overlap >= self.segment_frames:
             raise ValueError(f"segment_overlap ({self.segment_overlap}) must be less than segment_frames ({self.segment_frames})")
         return self
+
+
+def _listed(values: tuple, most: int = 8) -> str:
+    shown = ", ".join(str(v) if len(str(v)) <= 20 else f"{str(v)[:20]}..." for v in values[:most])
+    return f"[{shown}{', ...' if len(values) > most else ''}]"

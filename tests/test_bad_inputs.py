@@ -12,18 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import CLIP, PHOTO, REPO, STARRY, invoke
+from common import CLIP, PHOTO, REPO, STARRY, invoke, one_line_error
 from pipeline.media.images import load_image
-
-
-def one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output and "Warning" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):

@@ -7,17 +7,18 @@ problem at once, each with its location in the manifest (`jobs[2].style[1].path`
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
-from ..media.files import check_destination, is_glob
+from ..media.files import check_destination, is_glob, name_too_long
 from ..media.images import check_fits_network, load_image
-from ..settings import StyleSettings, VideoSettings, settings_from, validation_problems
+from ..settings import MAX_WEIGHT, StyleSettings, VideoSettings, settings_from, validation_problems
+from .strict_yaml import read_yaml
 
 OutputFormat = Literal["jpg", "png", "webp"]
 Backend = Literal["local", "ray"]
@@ -38,7 +39,7 @@ class StyleRef(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Path
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)
 
 
 def _as_style_refs(value):
@@ -47,6 +48,15 @@ def _as_style_refs(value):
         return None
     items = value if isinstance(value, list) else [value]
     return [{"path": item} if isinstance(item, str) else item for item in items]
+
+
+class _DefaultsKeys(BaseModel):
+    """The defaults' keys that are not stylization settings, checked as a job's are."""
+
+    preset: str | None = None
+    format: OutputFormat | None = None
+    quality: int | None = Field(None, ge=1, le=100)
+    video: dict[str, Any] | None = None
 
 
 class Job(BaseModel):
@@ -150,10 +160,10 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
             job_problems, plan = _parse_job(source, index, raw, defaults, base)
             problems += job_problems
             jobs += [plan] if plan else []
-    names = [plan.job.name for plan in jobs]
-    problems += [f"jobs: job name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
+    uses = Counter(plan.job.name for plan in jobs)
+    problems += [f"jobs: job name {name!r} is used twice" for name in sorted(name for name, count in uses.items() if count > 1)]
     output_dir = _resolve(source, str(data.get("output_dir", "")))
-    problems += _check_writable(output_dir) if isinstance(data.get("output_dir"), str) else []
+    problems += _check_output_dir(output_dir) if isinstance(data.get("output_dir"), str) else []
     backend = getattr(top, "backend", "local")
     return Manifest(source, output_dir, jobs, backend, getattr(top, "ray_address", None)), problems
 
@@ -161,27 +171,35 @@ def parse_manifest(path: str | Path) -> tuple[Manifest, list[str]]:
 def check_style_files(manifest: Manifest) -> list[str]:
     """Every style file must exist, decode, and be thick enough for VGG19 at the job's coarsest level."""
     problems = []
+    sizes: dict[Path, tuple[int, int] | InputError] = {}  # each file decoded once, however many jobs use it
     for plan in manifest.jobs:
         long_edge = plan.settings.style_edge(plan.settings.scale_sizes()[0])
         for where, ref in _style_locations(plan):
             try:
                 path = manifest.resolve(ref.path)
-                width, height = load_image(path).size
+                width, height = _decoded_size(path, sizes)
                 check_fits_network(height, width, long_edge, path)
             except InputError as error:
                 problems.append(f"{where}: {error}")
     return problems
 
 
+def _decoded_size(path: Path, sizes: dict) -> tuple[int, int]:
+    """(width, height) of an image, decoding each file once; its InputError each time it is asked for."""
+    if path not in sizes:
+        try:
+            if problem := name_too_long(path):
+                raise InputError(problem, path)
+            sizes[path] = load_image(path).size
+        except InputError as error:
+            sizes[path] = error
+    if isinstance(sizes[path], InputError):
+        raise sizes[path]
+    return sizes[path]
+
+
 def _read_yaml(source: Path) -> dict:
-    if not source.is_file():
-        raise InputError("manifest not found", source)
-    try:
-        data = yaml.safe_load(source.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"not valid YAML{where}: {getattr(error, 'problem', error)}", source) from None
+    data = read_yaml(source)
     if not isinstance(data, dict):
         raise InputError("a manifest is a mapping with output_dir, defaults and jobs", source)
     return data
@@ -200,11 +218,9 @@ def _parse_job(source: Path, index: int, raw: dict, defaults: dict, base: dict) 
     unknown = sorted(set(own) - set(StyleSettings.model_fields))
     problems += [f"{where}.{key}: unknown key (not a job key nor a stylization setting)" for key in unknown]
     own = {key: value for key, value in own.items() if key not in unknown}
-    preset = raw.get("preset")
-    found = find_preset(preset, source) if isinstance(preset, str) and preset else {}
-    if found is None:
-        problems.append(f"{where}.preset: no preset named {preset!r} ({preset_hint(source)})")
-    job_values = {**(found or {}), **own}
+    preset_problems, found = _preset_of(where, raw.get("preset"), source)
+    problems += preset_problems
+    job_values = {**found, **own}
     settings = StyleSettings()  # a stand-in when the job's own are invalid, so its files can still be checked
     try:
         settings = StyleSettings(**{**base, **job_values})
@@ -227,13 +243,11 @@ def _parse_job(source: Path, index: int, raw: dict, defaults: dict, base: dict) 
 
 def _check_defaults(source: Path, defaults: dict) -> tuple[list[str], dict]:
     """The defaults' problems, each once, and their values: the defaults' preset, then their own keys."""
-    allowed = set(StyleSettings.model_fields) | OUTPUT_KEYS | {"preset", "video"}
+    allowed = set(StyleSettings.model_fields) | set(_DefaultsKeys.model_fields)
     problems = [f"defaults.{key}: unknown setting" for key in sorted(set(defaults) - allowed)]
-    preset = defaults.get("preset")
-    found = find_preset(preset, source) if isinstance(preset, str) and preset else {}
-    if found is None:
-        problems.append(f"defaults.preset: no preset named {preset!r} ({preset_hint(source)})")
-    base = {**(found or {}), **{key: value for key, value in defaults.items() if key in StyleSettings.model_fields}}
+    preset_problems, found = _preset_of("defaults", defaults.get("preset"), source)
+    problems += preset_problems
+    base = {**found, **{key: value for key, value in defaults.items() if key in StyleSettings.model_fields}}
     try:
         StyleSettings(**base)
     except ValidationError as error:
@@ -242,7 +256,24 @@ def _check_defaults(source: Path, defaults: dict) -> tuple[list[str], dict]:
         VideoSettings(**_mapping(defaults.get("video")))
     except ValidationError as error:
         problems += validation_problems(error, "defaults.video")
+    try:
+        _DefaultsKeys(**{key: value for key, value in defaults.items() if key in _DefaultsKeys.model_fields})
+    except ValidationError as error:
+        problems += validation_problems(error, "defaults")
     return problems, base
+
+
+def _preset_of(where: str, preset, source: Path) -> tuple[list[str], dict]:
+    """The settings of the preset a job or the defaults name ({} for none), and the problem finding it."""
+    if not isinstance(preset, str) or not preset:
+        return [], {}  # none, or not a name: the schema reports that
+    try:
+        found = find_preset(preset, source)
+    except InputError as error:
+        return [f"{where}.preset: {error}"], {}
+    if found is None:
+        return [f"{where}.preset: no preset named {preset!r} ({preset_hint(source)})"], {}
+    return [], found
 
 
 def _mapping(value) -> dict:
@@ -253,10 +284,14 @@ def _check_input(source: Path, where: str, job: Job) -> list[str]:
     if is_glob(job.input):
         return []  # a glob may match nothing yet; planning reports that
     path = _resolve(source, job.input)
+    if problem := name_too_long(path):
+        return [f"{where}.input: {path}: {problem}"]
     return [] if path.exists() else [f"{where}.input: {path} does not exist"]
 
 
-def _check_writable(output_dir: Path) -> list[str]:
+def _check_output_dir(output_dir: Path) -> list[str]:
+    if problem := name_too_long(output_dir):
+        return [f"output_dir: {output_dir}: {problem}"]
     try:
         check_destination(output_dir / "report.json")
     except InputError as error:
@@ -280,8 +315,13 @@ def find_preset(name: str, beside: Path | None = None) -> dict | None:
     then the bundled ones; None when there is no such preset."""
     for folder in _preset_folders(beside):
         path = folder / f"{name}.yaml"
+        if problem := name_too_long(path):
+            raise InputError(f"no preset named {name!r}: the name {problem}")
         if path.is_file():
-            return yaml.safe_load(path.read_text()) or {}
+            values = read_yaml(path, "preset") or {}
+            if not isinstance(values, dict):
+                raise InputError("a preset is a mapping of settings, such as size: 512", path)
+            return values
     return None
 
 

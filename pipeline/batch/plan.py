@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..media.decode import VIDEO_SUFFIXES, probe_video
-from ..media.files import file_digest, fit_name, glob_files, is_glob, name_limit, walk_files
+from ..media.files import file_digest, fit_name, glob_files, is_glob, name_limit, name_too_long, walk_files
 from ..media.images import IMAGE_SUFFIXES, check_fits_network, load_image
 from ..settings import Style, StyleSettings, VideoSettings
 from .manifest import JobPlan, Manifest, ManifestError, check_style_files, parse_manifest
@@ -157,7 +157,8 @@ def validate_manifest(path: str | Path) -> list[str]:
     manifest, found = parse_manifest(path)
     problems = [f"{manifest.source}: {p}" for p in found + check_style_files(manifest)]
     for job_plan in manifest.jobs:
-        if not is_glob(job_plan.job.input) and not manifest.resolve(job_plan.job.input).exists():
+        path = manifest.resolve(job_plan.job.input)
+        if not is_glob(job_plan.job.input) and (name_too_long(path) or not path.exists()):
             continue  # already reported
         try:
             contents = expand_input(manifest, job_plan)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..errors import InputError
 from ..media.files import check_destination, remove_partials_of
 from ..media.lock import OutputLock
 from ..media.images import check_fits_network, check_image_output, fit_long_edge, save_image
-from ..settings import Style, StyleSettings
+from ..settings import MAX_WEIGHT, Style, StyleSettings
 from .color import ColorPreservation
 from .losses import EPS, ContentLoss, GatysLoss, LossTerms, StyleLoss, TemporalTarget
 from .memory import fitting_tile_size
@@ -111,6 +110,8 @@ def stylize_image_file(content: ImageLike, styles, output: str | Path, settings:
                        quality: int = 95, callback: Callback | None = None) -> StylizeResult:
     """stylize_image, written atomically to `output` (format from its suffix, checked before any work)."""
     output = Path(output)
+    if not 1 <= quality <= 100:
+        raise InputError(f"quality: must be 1 to 100, got {quality}")
     check_image_output(output)
     check_destination(output)
     with OutputLock.for_output(output):
@@ -166,8 +167,8 @@ def prepare_styles(styles) -> list[PreparedStyle]:
     parsed = as_styles(styles)
     if not parsed:
         raise InputError("at least one style image is needed")
-    if not all(math.isfinite(s.weight) and s.weight >= 0 for s in parsed) or sum(s.weight for s in parsed) <= 0:
-        raise InputError("style weights must be finite, non-negative and not all zero")
+    if not all(0 <= s.weight <= MAX_WEIGHT for s in parsed) or sum(s.weight for s in parsed) <= 0:  # NaN fails too
+        raise InputError(f"style weights must be 0 to {MAX_WEIGHT:,.0f} (finite) and not all zero")
     total = sum(s.weight for s in parsed)
     prepared = []
     for number, style in enumerate(parsed, start=1):

@@ -18,6 +18,7 @@ from typing import BinaryIO, Callable, Iterator
 from ..errors import InputError
 
 PARTIAL = ".partial"  # marks temporary files; a run removes leftovers of killed runs
+NAME_MAX = 255  # bytes in one file or folder name, on Linux, macOS and Windows file systems alike
 GLOB_CHARS = "*?["
 # Bytes a name leaves for the longest hidden file beside it: `.NAME.XXXXXXXX.partial.json`, a sidecar's temporary.
 NAME_HEADROOM = 24
@@ -33,6 +34,13 @@ def require_file(path: str | Path, kind: str = "file") -> Path:
     if path.stat().st_size == 0:
         raise InputError("file is empty (0 bytes)", path)
     return path
+
+
+def name_too_long(path: str | Path) -> str | None:
+    """Why no file system takes this path (a name in it over NAME_MAX bytes, where asking whether it
+    exists raises rather than answering), or None."""
+    longest = max((len(part.encode("utf-8", "surrogatepass")) for part in Path(path).parts), default=0)
+    return f"has a name {longest} bytes long; file systems allow {NAME_MAX}" if longest > NAME_MAX else None
 
 
 def check_destination(path: str | Path) -> Path:
