@@ -19,6 +19,7 @@ from pipeline.errors import InputError
 from clips import frame_count, stream_durations
 from pipeline.media.decode import probe_video, read_frames
 from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.video.clip import open_clip
 from pipeline.video.stylize import stylize_video
 
 from clips import ODD_FPS, REPO, pan_frames, write_clip, write_gif
@@ -26,6 +27,9 @@ from clips import ODD_FPS, REPO, pan_frames, write_clip, write_gif
 STARRY = REPO / "samples/styles/starry_night.jpg"
 TINY = StyleSettings(size=64, iterations=8, device="cpu", tolerance=0)
 QUICK = VideoSettings(frame_iterations=4)
+# For what is not about pictures: one step per frame at 32 px.
+GLANCE = StyleSettings(size=32, iterations=1, device="cpu", tolerance=0)
+ONE_STEP = VideoSettings(frame_iterations=1, photo_checks=0)
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +188,21 @@ def test_a_clip_started_by_stylize_video_resumes_in_a_manifest_run(tmp_path, pan
     assert result.exit_code == 0, result.output
     video = json.loads((tmp_path / "out/report.json").read_text())["items"][0]["video"]
     assert video["resumed_from"] == 3 and video["frames_out"] == 8
+
+
+def test_new_weights_do_not_resume_old_frames(pan_clip, tmp_path):
+    """The work key names the VGG weights as an item's key does: replacing the weights file under
+    the same path starts the frames over."""
+    torch = pytest.importorskip("torch")
+    weights = tmp_path / "vgg.pth"
+    torch.save({"conv1_1": torch.zeros(2)}, weights)
+    settings = GLANCE.model_copy(update={"weights": str(weights)})
+    output = tmp_path / "out.mp4"
+    clip = open_clip(pan_clip, [STARRY], output, settings, ONE_STEP)
+    work = clip.work(clip.segments[0])
+    work.add(0, False, np.zeros((clip.size[0], clip.size[1], 3), np.uint8), None, [0.0, 0.0, 1.0, 1.0], 0.1)
+    assert open_clip(pan_clip, [STARRY], output, settings, ONE_STEP).work(clip.segments[0]).frames_done == 1
+    torch.save({"conv1_1": torch.zeros(3)}, weights)  # other weights at the same path (and, as for real VGG19 files, the same size)
+    again = open_clip(pan_clip, [STARRY], output, settings, ONE_STEP)
+    assert again.key != clip.key
+    assert again.work(again.segments[0]).frames_done == 0
