@@ -17,8 +17,11 @@ from typer.testing import CliRunner
 import cli
 from pipeline.errors import InputError
 from clips import frame_count, stream_durations
+from pipeline.media import encode
 from pipeline.media.decode import probe_video, read_frames
+from pipeline.media.files import remove_partials_of
 from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.video import join
 from pipeline.video.clip import open_clip
 from pipeline.video.stylize import stylize_video
 
@@ -206,3 +209,25 @@ def test_new_weights_do_not_resume_old_frames(pan_clip, tmp_path):
     again = open_clip(pan_clip, [STARRY], output, settings, ONE_STEP)
     assert again.key != clip.key
     assert again.work(again.segments[0]).frames_done == 0
+
+
+def test_every_temporary_of_the_encode_is_named_after_the_output(pan_clip, tmp_path, monkeypatch):
+    """A SIGKILL while the clip is encoded leaves its temporaries behind; the next run's
+    remove_partials_of(output) must find every one of them (none named after another temporary)."""
+    made = []
+
+    def recording(path):
+        made.append(original(path))
+        return made[-1]
+
+    original = join.partial_path
+    for module in (join, encode):
+        monkeypatch.setattr(module, "partial_path", recording)
+    output = tmp_path / "out.mp4"
+    stylize_video(pan_clip, [STARRY], output, GLANCE.model_copy(update={"size": 64}), ONE_STEP)
+    assert len(made) >= 3  # the silent picture, ffmpeg's file for it, the file with the sound
+    for path in made:  # as the kill left them
+        path.write_bytes(b"")
+    remove_partials_of(output)
+    assert sorted(tmp_path.iterdir()) == [output]
+

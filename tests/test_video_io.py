@@ -17,6 +17,7 @@ from pipeline.media import encode
 from pipeline.media.decode import VideoInfo, frame_index, probe_video, rational_fps, read_frames
 from pipeline.media.encode import CODECS, VideoEncoder, available_encoders, mux_audio
 from pipeline.media.ffmpeg import ffmpeg_executable
+from pipeline.media.files import partial_path, remove_partials_of
 
 REAL_CLIP = Path(__file__).resolve().parents[1] / "samples" / "realshort.mp4"
 GIF_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
@@ -388,6 +389,25 @@ def test_abort_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(StylizeError):
         encoder.write(frame)
+
+
+def test_temporaries_of_an_encode_in_steps_are_named_after_the_output(tmp_path):
+    """What a SIGKILL mid-encode leaves (the silent picture's file and ffmpeg's temporary for it) is
+    what remove_partials_of(output) removes."""
+    output = tmp_path / "clip.mp4"
+    silent = partial_path(output)
+    encoder = VideoEncoder(silent, 64, 48, Fraction(25), partial_of=output)
+    try:
+        for _ in range(3):
+            encoder.write(np.zeros((48, 64, 3), np.uint8))
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert len(left) == 2 and all(name.startswith(".clip.") and name.endswith(".partial.mp4") for name in left), left
+        remove_partials_of(output)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        encoder.abort()
+    with pytest.raises(ValueError, match="another container"):
+        VideoEncoder(tmp_path / ".x.mkv", 64, 48, Fraction(25), partial_of=output)
 
 
 def test_exception_in_with_block_aborts(tmp_path):

@@ -68,6 +68,10 @@ class VideoEncoder:
     Pass audio_duration = frames / fps so the audio ends with the video: the
     output's duration then equals the video's (no -shortest, which cuts late).
 
+    The temporary file is named after `partial_of` (default: the output), so that an
+    output written in steps leaves only temporaries that
+    files.remove_partials_of(partial_of) finds.
+
         with VideoEncoder(path, width, height, fps) as encoder:
             for frame in frames:
                 encoder.write(frame)
@@ -75,15 +79,19 @@ class VideoEncoder:
     """
 
     def __init__(self, output: Path, width: int, height: int, fps: Fraction, codec: str = "h264", crf: int = 18,
-                 audio_from: Path | None = None, audio_start: float = 0.0, audio_duration: float | None = None):
+                 audio_from: Path | None = None, audio_start: float = 0.0, audio_duration: float | None = None,
+                 partial_of: Path | None = None):
         self.output = Path(output)
         self.width, self.height, self.fps = width, height, Fraction(fps)
         self.frames = 0
         _check_settings(self.output, width, height, self.fps, codec, crf)
+        named_after = Path(partial_of) if partial_of is not None else self.output
+        if named_after.suffix.lower() != self.output.suffix.lower():
+            raise ValueError(f"{self.output}: temporaries named after {named_after} would have another container")
         audio = _plan_audio(self.output.suffix.lower(), audio_from, audio_start, audio_duration)
         self._audio_wanted = audio is not None
         command = _command(self.output, width, height, self.fps, codec, crf, audio)
-        self._temporary = partial_path(self.output)
+        self._temporary = partial_path(named_after)
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill and block ffmpeg
         try:
             self._process = subprocess.Popen([*command, str(self._temporary)], stdin=subprocess.PIPE,

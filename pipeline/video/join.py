@@ -70,9 +70,11 @@ def assemble(clip: Clip) -> VideoResult:
         raise StylizeError(f"{clip.output}: segments {unfinished} of {clip.source.name} are not stylized yet")
     started = time.perf_counter()
     seams = _SeamFrames(clip, works)
-    silent = partial_path(clip.output)  # the picture alone; the sound is added once it is complete
+    # The picture alone, the sound added once it is complete; every temporary named after the output.
+    silent = partial_path(clip.output)
     try:
-        with VideoEncoder(silent, clip.size[1], clip.size[0], clip.info.fps, clip.video.codec, clip.video.crf) as encoder:
+        with VideoEncoder(silent, clip.size[1], clip.size[0], clip.info.fps, clip.video.codec, clip.video.crf,
+                          partial_of=clip.output) as encoder:
             for index, pixels in _joined_frames(clip, works):
                 encoder.write(pixels)
                 seams.keep(index, pixels)
