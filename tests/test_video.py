@@ -25,7 +25,7 @@ from pipeline.video import join
 from pipeline.video.clip import open_clip
 from pipeline.video.stylize import stylize_video
 
-from clips import ODD_FPS, REPO, pan_frames, write_clip, write_gif
+from clips import ODD_FPS, REPO, pan_frames, write_clip, write_gif, write_two_video_streams
 
 STARRY = REPO / "samples/styles/starry_night.jpg"
 TINY = StyleSettings(size=64, iterations=8, device="cpu", tolerance=0)
@@ -209,6 +209,18 @@ def test_new_weights_do_not_resume_old_frames(pan_clip, tmp_path):
     again = open_clip(pan_clip, [STARRY], output, settings, ONE_STEP)
     assert again.key != clip.key
     assert again.work(again.segments[0]).frames_done == 0
+
+
+def test_the_main_video_stream_is_stylized_not_the_first(tmp_path):
+    """A 16x16 side stream first, the 64x48 picture ffmpeg plays second: the output is the picture's."""
+    clip = write_two_video_streams(tmp_path / "two.mkv", pan_frames(4, size=(16, 16), photo="coffee"), pan_frames(6))
+    output = tmp_path / "out.mp4"
+    result = stylize_video(clip, [STARRY], output, GLANCE.model_copy(update={"size": 64}), ONE_STEP)
+    info = probe_video(output)
+    assert (info.width, info.height) == (64, 48) and result.frames_out == frame_count(output) == 6
+    assert result.audio_kept
+    video, audio = stream_durations(output)
+    assert video == pytest.approx(6 / 25, abs=0.04) and audio == pytest.approx(video, abs=0.04)
 
 
 def test_every_temporary_of_the_encode_is_named_after_the_output(pan_clip, tmp_path, monkeypatch):

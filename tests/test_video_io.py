@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clips import frame_count, stream_durations
+from clips import frame_count, frame_times_of, pan_frames, stream_durations, write_two_video_streams, write_vfr_clip
 from pipeline.errors import InputError, StylizeError
 from pipeline.media import encode
-from pipeline.media.decode import VideoInfo, frame_index, probe_video, rational_fps, read_frames
+from pipeline.media.decode import VideoInfo, frame_index, frame_times, probe_video, rational_fps, read_frames
 from pipeline.media.encode import CODECS, VideoEncoder, available_encoders, mux_audio
 from pipeline.media.ffmpeg import ffmpeg_executable
 from pipeline.media.files import partial_path, remove_partials_of
@@ -204,6 +204,76 @@ def test_undecodable_inputs_name_the_file(clips, tmp_path, name):
 ])
 def test_rational_fps(value, expected):
     assert rational_fps(value) == expected
+
+
+# --- variable frame rates ---------------------------------------------------------------------
+
+# A camera that drops frames: shown at these twentieths of a second (0, .2, .4, .6, .65, .7, ...).
+VFR_SLOTS = [0, 4, 8, 12, 13, 14, 15, 16, 17, 20, 21, 22]
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory) -> Path:
+    return write_vfr_clip(tmp_path_factory.mktemp("vfr") / "vfr.mp4", pan_frames(len(VFR_SLOTS), size=(32, 24)), VFR_SLOTS)
+
+
+def test_variable_frame_rate_times_come_from_the_source(vfr_clip):
+    source_times, source_end = frame_times_of(vfr_clip)
+    assert source_times == pytest.approx([slot / 20 for slot in VFR_SLOTS], abs=1e-6)
+    info = probe_video(vfr_clip)
+    assert info.fps == Fraction(len(VFR_SLOTS) * 20, VFR_SLOTS[-1] + 1)  # the average: 12 frames in 1.15 s
+    times = frame_times(vfr_clip, info=info)
+    assert times.start == 0 and times.times == pytest.approx(source_times, abs=1e-6)
+    assert times.end == pytest.approx(source_end, abs=1e-6)  # the last lasts as long as the one before
+    assert not times.constant(info.fps)
+    assert len(list(read_frames(vfr_clip))) == len(VFR_SLOTS)
+
+
+@pytest.mark.parametrize("name", ["av", "silent", "mov", "mkv", "gif", "long"])
+def test_constant_rate_clips_are_on_their_grid(clips, name):
+    info = probe_video(clips[name])
+    times = frame_times(clips[name], info=info)
+    assert len(times.times) == frame_count(clips[name]) and times.constant(info.fps)
+    assert times.end == pytest.approx(len(times.times) / info.fps, abs=1e-3)
+
+
+def test_variable_frame_rate_selection_follows_the_timestamps(vfr_clip):
+    """--start/--end pick frames by their own times (index = time x the average rate, rounded): at
+    240/23 fps, 0.5 s is index 5, so the frame at 0.4 s (index 4.2) is out and the one at 0.6 s in."""
+    every = list(read_frames(vfr_clip))
+    selected = list(read_frames(vfr_clip, start=0.5, end=0.9))
+    assert len(selected) == 5  # 0.6, 0.65, 0.7, 0.75, 0.8 (0.85 s is index 8.9, past 0.9 s = index 9.4)
+    for got, expected in zip(selected, every[3:8]):
+        np.testing.assert_array_equal(got, expected)
+    times = frame_times(vfr_clip, start=0.5, end=0.9)
+    assert times.start == pytest.approx(0.6) and times.times == pytest.approx([0, 0.05, 0.1, 0.15, 0.2])
+    assert times.end == pytest.approx(0.25)  # where the next frame, at 0.85 s, starts
+    limited = frame_times(vfr_clip, start=0.5, max_frames=2)
+    assert limited.times == pytest.approx([0, 0.05]) and limited.end == pytest.approx(0.1)
+    assert len(list(read_frames(vfr_clip, start=0.5, max_frames=5, skip=3))) == 2
+
+
+# --- the main video stream ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_the_main_stream_is_the_one_ffmpeg_plays(tmp_path, suffix):
+    side, main = pan_frames(4, size=(16, 16), photo="coffee"), pan_frames(6)
+    path = write_two_video_streams(tmp_path / f"two{suffix}", side, main)
+    info = probe_video(path)
+    assert (info.width, info.height, info.stream, info.decoder) == (64, 48, 1, "ffmpeg")
+    assert info.fps == 25 and info.has_audio
+    frames = list(read_frames(path))
+    assert len(frames) == 6 and frames[0].shape == (48, 64, 3)
+    alone = make(tmp_path / f"alone{suffix}", "-i", str(path), "-map", "0:1", "-c", "copy")  # what OpenCV reads
+    assert probe_video(alone).decoder == "opencv"
+    for got, expected in zip(frames, read_frames(alone), strict=True):  # decoded by ffmpeg as OpenCV does
+        np.testing.assert_array_equal(got, expected)
+    later = list(read_frames(path, start=0.1, max_frames=2, info=info))  # 0.1 s at 25 fps: frame 3
+    for got, expected in zip(later, frames[3:5]):
+        np.testing.assert_array_equal(got, expected)
+    times = frame_times(path, info=info)
+    assert times.constant(info.fps) and len(times.times) == 6
 
 
 # --- encoding ---------------------------------------------------------------------------------
