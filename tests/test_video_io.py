@@ -14,7 +14,8 @@ from PIL import Image
 from clips import frame_count, frame_times_of, pan_frames, stream_durations, write_two_video_streams, write_vfr_clip
 from pipeline.errors import InputError, StylizeError
 from pipeline.media import encode
-from pipeline.media.decode import VideoInfo, frame_index, frame_times, probe_video, rational_fps, read_frames
+from pipeline.media.decode import (FrameTimes, VideoInfo, frame_index, frame_times, probe_video, rational_fps,
+                                   read_frames)
 from pipeline.media.encode import CODECS, VideoEncoder, available_encoders, mux_audio
 from pipeline.media.ffmpeg import ffmpeg_executable
 from pipeline.media.files import partial_path, remove_partials_of
@@ -251,6 +252,39 @@ def test_variable_frame_rate_selection_follows_the_timestamps(vfr_clip):
     limited = frame_times(vfr_clip, start=0.5, max_frames=2)
     assert limited.times == pytest.approx([0, 0.05]) and limited.end == pytest.approx(0.1)
     assert len(list(read_frames(vfr_clip, start=0.5, max_frames=5, skip=3))) == 2
+
+
+def test_encoder_keeps_each_frames_time(tmp_path, vfr_clip):
+    times = frame_times(vfr_clip)
+    frames = list(read_frames(vfr_clip))
+    output = tmp_path / "kept.mp4"
+    height, width = frames[0].shape[:2]
+    with VideoEncoder(output, width, height, probe_video(vfr_clip).fps, times=times, audio_from=vfr_clip,
+                      audio_duration=times.end) as encoder:
+        for frame in frames:
+            encoder.write(frame)
+        with pytest.raises(ValueError, match="no timestamp"):
+            encoder.write(frames[0])
+        assert encoder.close().audio_kept
+    output_times, output_end = frame_times_of(output)
+    assert output_times == pytest.approx(times.times, abs=1e-6) and output_end == pytest.approx(times.end, abs=1e-6)
+    assert stream_durations(output)[1] == pytest.approx(times.end, abs=0.05)  # the audio ends with the last frame
+    decoded = np.stack(list(read_frames(output))).astype(int)
+    nearest = [int(np.argmin([np.abs(frame - source).mean() for source in frames])) for frame in decoded]
+    assert nearest == list(range(len(frames)))  # each frame where it was, none dropped or repeated
+
+
+def test_encoder_times_in_the_given_time_base(tmp_path):
+    """Times a time base holds exactly come back exactly, even where the encoder's default would round
+    them to a guessed frame rate (0.633 s is no multiple of 1/30)."""
+    frames = [np.full((24, 32, 3), value, np.uint8) for value in (0, 60, 120, 180)]
+    times = FrameTimes(0.0, (0.0, 0.2, 0.233, 0.633), 0.7, Fraction(1, 1000))
+    output = tmp_path / "exact.mkv"
+    with VideoEncoder(output, 32, 24, Fraction(40, 7), times=times) as encoder:
+        for frame in frames:
+            encoder.write(frame)
+        encoder.close()
+    assert frame_times_of(output) == ([0.0, 0.2, 0.233, 0.633], 0.7)
 
 
 # --- the main video stream ---------------------------------------------------------------------
