@@ -238,6 +238,16 @@ def test_constant_rate_clips_are_on_their_grid(clips, name):
     assert times.end == pytest.approx(len(times.times) / info.fps, abs=1e-3)
 
 
+def test_a_gif_with_mixed_delays_keeps_them(tmp_path):
+    path = tmp_path / "mixed.gif"
+    frames = [Image.new("RGB", (40, 30), colour) for colour in GIF_COLOURS[:4]]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=[100, 300, 50, 200], loop=0)
+    info = probe_video(path)
+    times = frame_times(path, info=info)
+    assert info.fps == Fraction(4000, 650) and not times.constant(info.fps)
+    assert times.times == pytest.approx([0, 0.1, 0.4, 0.45]) and times.end == pytest.approx(0.65)
+
+
 def test_variable_frame_rate_selection_follows_the_timestamps(vfr_clip):
     """--start/--end pick frames by their own times (index = time x the average rate, rounded): at
     240/23 fps, 0.5 s is index 5, so the frame at 0.4 s (index 4.2) is out and the one at 0.6 s in."""

@@ -83,7 +83,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         if source.advance() is _END or (first := source.pixels()) is None:
             raise InputError("no frames could be decoded (corrupt file or unsupported codec)", path)
         fps = _frame_rate(path, source, stream)
-        hint = source.count_hint(fps)
+        hint = source.count_hint()
     finally:
         source.close()
     if _is_gif(path):
@@ -139,6 +139,8 @@ def frame_times(
     origin = times[0]
     if selection.after is not None:
         last = selection.after
+    elif _is_gif(path):
+        last = times[-1] + _gif_delays(path)[-1] / 1000  # a GIF says how long its last frame shows
     elif len(times) > 1:
         last = 2 * times[-1] - times[-2]  # the last frame lasts as long as the one before it
     else:
@@ -367,7 +369,7 @@ class _OpenCvFrames:
             return None
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None  # a new contiguous array
 
-    def count_hint(self, fps: Fraction) -> int | None:
+    def count_hint(self) -> int | None:
         return max(int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
 
     def close(self) -> None:
@@ -404,7 +406,7 @@ class _FfmpegFrames:
             return None
         return np.frombuffer(bytearray(block.data), np.uint8).reshape(block.height, block.width, 3)
 
-    def count_hint(self, fps: Fraction) -> int | None:
+    def count_hint(self) -> int | None:
         return None  # ffmpeg's header has no frame count: estimated from the duration
 
     def close(self) -> None:
