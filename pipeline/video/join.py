@@ -12,6 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import StylizeError
+from ..media.decode import FrameTimes, frame_times, rational_fps
 from ..media.encode import VideoEncoder, mux_audio
 from ..media.files import partial_path
 from .clip import Clip, Segment
@@ -36,6 +37,7 @@ class VideoResult:
     warping_error_input: float | None
     scene_cuts: list[int] = field(default_factory=list)
     resumed_from: int = 0
+    variable_frame_rate: bool = False  # each frame kept at its source time (fps_in/fps_out: the average rate)
     segments: int = 1  # stylized apart (in parallel on a cluster) and joined
     passes: int = 1  # over the frames, alternating direction (video.passes)
     seams: list[dict] = field(default_factory=list)  # per seam: its frame, burn-in, warping error over the cross-fade
@@ -70,20 +72,39 @@ def assemble(clip: Clip) -> VideoResult:
         raise StylizeError(f"{clip.output}: segments {unfinished} of {clip.source.name} are not stylized yet")
     started = time.perf_counter()
     seams = _SeamFrames(clip, works)
-    silent = partial_path(clip.output)  # the picture alone; the sound is added once it is complete
+    times = _variable_times(clip, sum(max(0, work.end - segment.start) for segment, work in zip(clip.segments, works)))
+    # The picture alone, the sound added once it is complete; every temporary named after the output.
+    silent = partial_path(clip.output)
     try:
-        with VideoEncoder(silent, clip.size[1], clip.size[0], clip.info.fps, clip.video.codec, clip.video.crf) as encoder:
+        with VideoEncoder(silent, clip.size[1], clip.size[0], clip.info.fps, clip.video.codec, clip.video.crf,
+                          times=times, partial_of=clip.output) as encoder:
             for index, pixels in _joined_frames(clip, works):
                 encoder.write(pixels)
                 seams.keep(index, pixels)
             frames_out = encoder.close().frames
         audio_from = clip.source if clip.info.has_audio else None
-        audio_kept = mux_audio(silent, audio_from, clip.output, clip.video.start, float(frames_out / clip.info.fps))
+        if times is None:
+            audio_start, audio_duration = clip.video.start, float(frames_out / clip.info.fps)
+        else:  # from the first frame's own time, for as long as the frames are shown
+            audio_start, audio_duration = times.start, times.end
+        audio_kept = mux_audio(silent, audio_from, clip.output, audio_start, audio_duration)
     finally:
         silent.unlink(missing_ok=True)  # on success mux_audio has already consumed it
-    result = _result(clip, works, frames_out, audio_kept, seams.measure(), time.perf_counter() - started)
+    result = _result(clip, works, frames_out, audio_kept, seams.measure(), time.perf_counter() - started, times)
     shutil.rmtree(clip.work_path(), ignore_errors=True)
     return result
+
+
+def _variable_times(clip: Clip, frames: int) -> FrameTimes | None:
+    """The source times of the clip's selected frames when they are not those of a constant
+    frame rate (read again from the source: they are what the work key already pins down);
+    None for a constant rate, which is encoded at that rate, or where the times are
+    unusable or do not cover exactly the frames stylized."""
+    video = clip.video
+    times = frame_times(clip.source, video.start, video.end, video.max_frames, clip.info)
+    if times is None or len(times.times) != frames or times.constant(clip.info.fps):
+        return None
+    return times
 
 
 def _joined_frames(clip: Clip, works: list[WorkFolder]) -> Iterator[tuple[int, np.ndarray]]:
@@ -160,7 +181,8 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bool, seams: dict, encode_seconds: float) -> VideoResult:
+def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bool, seams: dict, encode_seconds: float,
+            times: FrameTimes | None = None) -> VideoResult:
     measured = seams["all"]
     checked = [e for e in measured if len(e) == 4]
     independent = _ratio([e[2] for e in checked], [e[3] for e in checked])
@@ -170,15 +192,17 @@ def _result(clip: Clip, works: list[WorkFolder], frames_out: int, audio_kept: bo
     drifted = drift(scores, cuts)
     stylized = max(1, sum(work.frames_done for work in works))  # burn-in frames included: they cost the same
     seconds = sum(work.seconds for work in works) + encode_seconds  # compute time over every run and pass, wherever the segments ran
+    duration = float(frames_out / clip.info.fps) if times is None else times.end
     return VideoResult(
         output=clip.output,
         frames_in=frames_out,
         frames_out=frames_out,
         fps_in=str(clip.info.fps),
-        fps_out=str(clip.info.fps),
+        fps_out=str(clip.info.fps if times is None else rational_fps(frames_out / duration)),
         duration_in=clip.info.duration,
-        duration_out=round(float(frames_out / clip.info.fps), 4),
+        duration_out=round(duration, 4),
         audio_kept=audio_kept,
+        variable_frame_rate=times is not None,
         seconds=round(seconds, 2),
         seconds_per_frame=round(seconds / stylized, 3),
         warping_error_output=_mean([e[0] for e in measured]),
