@@ -370,10 +370,21 @@ def _print_summary(report) -> None:
 
 @app.command()
 def info(
+    model: Annotated[Optional[Path], typer.Argument(metavar="MODEL", help="a trained model file (.safetensors): show what it says about itself instead")] = None,
     device: str = typer.Option(DEFAULTS.device, help="device to check"),
     weights: str = typer.Option(DEFAULTS.weights, help="weights source to check"),
 ):
-    """Show the device, library versions, weights file and ffmpeg that runs will use."""
+    """Show the device, library versions, weights file and ffmpeg that runs will use; or, given MODEL, that model's metadata."""
+    if model is not None:
+        from pipeline.engine.model_file import describe_model
+
+        try:
+            described = describe_model(model)
+        except StylizeError as error:
+            raise _fail(error) from None
+        for key, value in described.items():  # names come from the file: printed as text, never as markup
+            out.print(printable(f"{key + ':':15} {value}"), markup=False)
+        return
     from pipeline.engine.environment import environment_report
 
     try:
