@@ -119,7 +119,7 @@ class FastNetSpec:
     def describe(self) -> str:
         return (f"{self.design}: width {self.width}, {self.blocks} residual blocks at 1/{self.factor} resolution, "
                 f"{self.down} down, {self.up} up, {self.norm} norm, {self.output} output"
-                + (f", {self.edge_kernel}x{self.edge_kernel} edge convs" if "conv" == self.down or "nearest" == self.up else ""))
+                + (f", {self.edge_kernel}x{self.edge_kernel} edge convs" if self.down == "conv" or self.up == "nearest" else ""))
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(FastNetSpec))

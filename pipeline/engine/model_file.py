@@ -19,7 +19,7 @@ import json
 import math
 import struct
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -40,6 +40,8 @@ PICKLE_REFUSAL = ("a pickle/PyTorch checkpoint, which stylize never loads: loadi
                   "train a model with stylize train")
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOLS = range(2, 6)  # \x80 then the protocol byte opens every pickle since protocol 2
+# Text from a file is printed by `stylize info`: a hostile file's megabyte of "device" should not be.
+Short = Annotated[str, Field(max_length=100)]
 
 
 class Painting(BaseModel):
@@ -47,7 +49,7 @@ class Painting(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str
+    name: str = Field(max_length=1024)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     weight: float = Field(gt=0)
 
@@ -64,15 +66,15 @@ class ModelInfo(BaseModel):
 
     format_version: int = FORMAT_VERSION
     architecture: FastNetSpec
-    paintings: list[Painting] = Field(min_length=1)
+    paintings: list[Painting] = Field(min_length=1, max_length=64)
     strength: float = Field(ge=0)
     training_size: int = Field(gt=0, description="long edge of the training crops, in pixels")
     steps: int = Field(ge=0)
     seconds: float = Field(ge=0, description="training time")
-    device: str
-    judge: Optional[dict[str, float]] = Field(None, description="the judge's distances on the evaluation set, if measured")
-    stylize_version: str = __version__
-    created: str = Field(default_factory=timestamp)
+    device: Short
+    judge: Optional[dict[Short, float]] = Field(max_length=16, default=None, description="the judge's distances on the evaluation set, if measured")
+    stylize_version: Short = __version__
+    created: Short = Field(default_factory=timestamp)
 
     @field_validator("architecture", mode="before")
     @classmethod
