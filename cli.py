@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.batch.events import RunEvents
 from pipeline.batch.signals import Interrupted, stop_on_signals
-from pipeline.errors import EXIT_ITEMS_FAILED, EXIT_USAGE, StylizeError
+from pipeline.errors import EXIT_ITEMS_FAILED, EXIT_USAGE, InputError, StylizeError
 from pipeline.media.files import printable
 from pipeline.settings import Style, StyleSettings, VideoSettings, settings_from
 
@@ -115,6 +115,16 @@ class Display(RunEvents):
         elif self.verbose or p.frame % 10 == 0 or p.frame == p.frames_hint:
             self.log(f"  frame {p.frame}/~{p.frames_hint} {note}")
 
+    def training_progress(self, p) -> None:
+        losses = ", ".join(f"{name} {value:.4g}" for name, value in p.losses.items())
+        left = f", ~{p.seconds_left:.0f} s left" if p.seconds_left is not None else ""
+        if self.bars:
+            if self.steps_bar is None:
+                self.steps_bar = self.bars.add_task("training", total=p.steps, completed=p.resumed_from, note="")
+            self.bars.update(self.steps_bar, completed=p.step, note=losses)
+        elif p.step == p.steps or p.step % 50 == 0 or p.step == p.resumed_from + 1:
+            self.log(f"step {p.step}/{p.steps or '?'} {losses} ({p.elapsed:.0f} s{left})")
+
     def progress(self, p) -> None:
         label = f"scale {p.level + 1}/{p.levels}" + (f" tile {p.tile + 1}/{p.tiles}" if p.tiles > 1 else "")
         # Reading the loss waits for the GPU, so it is read every LOSS_EVERY steps, not every step.
@@ -170,8 +180,9 @@ def _fail(error: StylizeError) -> typer.Exit:
 @app.command()
 def image(
     content: Annotated[Path, typer.Argument(help="photo to repaint")],
-    style: StyleSpecs,
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the result (.jpg, .png, .webp, ...)")],
+    style: Annotated[Optional[list[str]], typer.Option("--style", "-s", help="style image, PATH or PATH:WEIGHT; repeat to blend")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="a model from `stylize train`: its painting, in one pass instead of optimising")] = None,
     preset: Preset = None,
     size: Size = None,
     iterations: Optional[int] = typer.Option(None, help=f"steps at the first scale {_default('iterations')}"),
@@ -198,13 +209,16 @@ def image(
     quiet: Quiet = False,
 ):
     """Stylize one image."""
-    from pipeline.engine.stylize import stylize_image_file
+    from pipeline.engine.engines import stylize_image_file
 
     options = {k: v for k, v in locals().items() if k in StyleSettings.model_fields}
     with _reported(f"{output} was not written"):
+        if bool(style) == (model is not None):
+            raise InputError("give --style (to optimise) or --model (a trained model), not both or neither")
         settings = _settings(preset, **options)
         with Display(quiet) as display:
-            result = stylize_image_file(content, [_parse_style(s) for s in style], output, settings, quality, display.progress)
+            result = stylize_image_file(content, [_parse_style(s) for s in style or ()], output, settings, quality,
+                                        display.progress, model)
     if not quiet:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
         out.print(printable(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.seconds:.1f} s on {result.device}, "
@@ -262,6 +276,35 @@ def video(
             out.print(part, markup=False)
         for flag in result.flags:
             out.print(printable(f"warning: {output.name}: {flag}"), markup=False)
+
+
+@app.command()
+def train(
+    style: StyleSpecs,
+    on: Annotated[list[str], typer.Option("--on", help="photo folders, globs or clips to learn from (a clip: frames from all of it); repeatable")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the model file to write (.safetensors)")],
+    size: int = typer.Option(256, min=32, max=1024, help="training crops' edge in pixels"),
+    steps: Optional[int] = typer.Option(None, min=1, max=10_000_000, help="stop after this many steps [default: 2000, unless --minutes]"),
+    minutes: Optional[float] = typer.Option(None, min=0.01, max=100_000, help="stop after this much training time (across resumes)"),
+    strength: Strength = None,
+    seed: int = typer.Option(0, help="random seed: the same seed and material give the same model"),
+    device: Device = None,
+    weights: Weights = None,
+    quiet: Quiet = False,
+):
+    """Train a fast model of a painting on your own photos or clip; rerun the same command to resume."""
+    from pipeline.engine.training import TrainingOptions, train_model
+
+    given = {k: v for k, v in {"strength": strength, "device": device, "weights": weights}.items() if v is not None}
+    with _reported("a checkpoint is kept beside the model; the same command resumes from it"):
+        settings = _settings(None, **given)
+        options = TrainingOptions(size=size, steps=steps, minutes=minutes, seed=seed)
+        with Display(quiet) as display:
+            result = train_model([_parse_style(s) for s in style], on, output, settings, options, display.training_progress)
+    if not quiet:
+        resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+        out.print(printable(f"wrote {output}: {result.info.steps} steps in {result.info.seconds:.0f} s on {result.info.device}{resumed}"),
+                  markup=False)
 
 
 @app.command()

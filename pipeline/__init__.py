@@ -18,7 +18,7 @@ _LAZY = {
     "evaluate": "pipeline.engine.stylize",
     "verdict": "pipeline.engine.judge",
     "stylize_image": "pipeline.engine.stylize",
-    "stylize_image_file": "pipeline.engine.stylize",
+    "stylize_image_file": "pipeline.engine.engines",
     "stylize_video": "pipeline.video.stylize",
     "run_manifest": "pipeline.batch.runner",
 }

@@ -1,7 +1,6 @@
 """Gatys et al. style transfer: the entry points every surface calls.
 
     stylize_image(content, styles, settings, callback) -> StylizeResult
-    stylize_image_file(content, styles, output, settings, quality, callback) -> StylizeResult
     stylize_batch(contents, styles, settings, callback) -> [StylizeResult]   same-sized photos, one loss each
     stylize_frame(content, styles, settings, start, iterations, temporal, callback) -> StylizeResult
     evaluate(image, content, styles, settings) -> losses as the optimiser scores them
@@ -24,9 +23,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..media.files import check_destination, remove_partials_of
-from ..media.lock import OutputLock
-from ..media.images import check_fits_network, check_image_output, fit_long_edge, save_image
+from ..media.images import check_fits_network, fit_long_edge
 from ..settings import MAX_WEIGHT, Style, StyleSettings
 from .color import ColorPreservation
 from .losses import EPS, ContentLoss, GatysLoss, LossTerms, StyleLoss, TemporalTarget
@@ -106,21 +103,6 @@ def stylize_image(content: ImageLike, styles: StyleLike | Sequence[StyleLike], s
     return stylize_batch([content], styles, settings, callback)[0]
 
 
-def stylize_image_file(content: ImageLike, styles, output: str | Path, settings: StyleSettings | None = None,
-                       quality: int = 95, callback: Callback | None = None) -> StylizeResult:
-    """stylize_image, written atomically to `output` (format from its suffix, checked before any work)."""
-    output = Path(output)
-    if not 1 <= quality <= 100:
-        raise InputError(f"quality: must be 1 to 100, got {quality}")
-    check_image_output(output)
-    check_destination(output)
-    with OutputLock.for_output(output):
-        remove_partials_of(output)
-        result = stylize_image(content, styles, settings, callback)
-        save_image(result.image, output, quality=quality)
-    return result
-
-
 def stylize_batch(contents: Sequence[ImageLike], styles, settings: StyleSettings | None = None,
                   callback: Callback | None = None) -> list[StylizeResult]:
     """Optimise several same-sized contents together, coarse to fine, each against its own loss."""
@@ -158,6 +140,18 @@ def evaluate(image: ImageLike, content: ImageLike, styles, settings: StyleSettin
     content_t = transfer.colour.working(resize(as_tensor(content), tuple(image_t.shape[-2:])).to(transfer.device))
     with torch.no_grad():
         return transfer.criterion(content_t, transfer.style_target(content_t))(image_t).as_floats()
+
+
+def perceptual_objective(settings: StyleSettings, styles) -> Callable[[torch.Tensor, torch.Tensor], LossTerms]:
+    """The optimiser's objective as a function of (content batch, image batch): what a fast
+    network trains on, so that `strength` and every weight mean the same in both engines."""
+    transfer = _Transfer(settings, styles)
+
+    def objective(content: torch.Tensor, image: torch.Tensor) -> LossTerms:
+        content = content.to(transfer.device)
+        return transfer.criterion(content, transfer.style_target(content))(image)
+
+    return objective
 
 
 def prepare_styles(styles) -> list[PreparedStyle]:

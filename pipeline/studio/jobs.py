@@ -21,7 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..engine.device import gpu_memory_note
-from ..engine.stylize import Progress, stylize_image_file
+from ..engine.engines import stylize_image_file
+from ..engine.stylize import Progress
 from ..video.chain import VideoProgress
 from ..video.join import VideoResult
 from ..video.stylize import stylize_video
