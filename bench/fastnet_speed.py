@@ -7,9 +7,12 @@ For each network (the named designs in pipeline/engine/fastnet.py, then the lean
 widths 16, 24, 32, 48 x 3 and 5 residual blocks) it prints parameters, multiply-adds per frame,
 and frames per second in four ways: float32, channels_last, bf16 autocast, and both. Whether
 channels_last or bf16 helps depends on the CPU (oneDNN's kernels, AVX-512 BF16 or AMX), so
-both are measured here rather than assumed. Each figure is the median of several timed runs
-under torch.inference_mode, after warm-up; the load average is printed before and after,
-since another process on the machine changes every number.
+both are measured here rather than assumed.
+
+Each figure is the median, and in brackets the best, of at least 7 timed frames under
+torch.inference_mode after warm-up, the four variants taking turns frame by frame so that
+another process's burst slows them alike. Where other processes share the CPU the best is the
+steadier figure of the two; the load average is printed before and after for that reason.
 """
 
 from __future__ import annotations
@@ -65,22 +68,37 @@ def multiply_adds(network: torch.nn.Module, picture: torch.Tensor) -> int:
     return total
 
 
-def frames_per_second(spec: FastNetSpec, picture: torch.Tensor, channels_last: bool, bf16: bool) -> float:
-    network = build_fastnet(spec).eval()
-    if channels_last:
-        network = network.to(memory_format=torch.channels_last)
-        picture = picture.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-    seconds = []
-    with torch.inference_mode(), autocast:
-        for _ in range(WARMUP):
-            network(picture)
-        began = time.perf_counter()
-        while len(seconds) < MIN_RUNS or (time.perf_counter() - began < MIN_SECONDS and len(seconds) < MAX_RUNS):
-            start = time.perf_counter()
-            network(picture)
-            seconds.append(time.perf_counter() - start)
-    return 1.0 / statistics.median(seconds)
+def frames_per_second(spec: FastNetSpec, picture: torch.Tensor) -> dict[str, tuple[float, float] | None]:
+    """Median and best frames per second of each variant, None where it does not run here. The
+    variants take turns, one frame each, so that another process's burst slows them all alike."""
+    runs = {}
+    for name, (channels_last, bf16) in VARIANTS.items():
+        network = build_fastnet(spec).eval()
+        frame = picture
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+            frame = picture.contiguous(memory_format=torch.channels_last)
+        runs[name] = (network, frame, bf16)
+    seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    failed: set[str] = set()
+    began = None
+    while began is None or len(seconds["fp32"]) < MIN_RUNS or (
+            time.perf_counter() - began < MIN_SECONDS * len(VARIANTS) and len(seconds["fp32"]) < MAX_RUNS):
+        for name, (network, frame, bf16) in runs.items():
+            if name in failed:
+                continue
+            try:
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    for _ in range(WARMUP if began is None else 0):
+                        network(frame)
+                    start = time.perf_counter()
+                    network(frame)
+                    seconds[name].append(time.perf_counter() - start)
+            except RuntimeError as error:  # an operator without a bf16 or channels_last kernel here
+                failed.add(name)
+                print(f"  {name}: {error.__class__.__name__}: {str(error).splitlines()[0]}", file=sys.stderr)
+        began = began or time.perf_counter()
+    return {name: None if name in failed else (1 / statistics.median(times), 1 / min(times)) for name, times in seconds.items()}
 
 
 def main() -> None:
@@ -94,7 +112,7 @@ def main() -> None:
     picture = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {width}x{height}, batch 1; "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}; load average {_load()}")
-    header = f"{'network':20} {'params':>9} {'GMAC':>6}" + "".join(f" {name:>13}" for name in VARIANTS)
+    header = f"{'network':20} {'params':>9} {'GMAC':>6}" + "".join(f" {name:>15}" for name in VARIANTS)
     print(header + "\n" + "-" * len(header))
     for name, spec in networks():
         if arguments.only and name.split(" (")[0] not in arguments.only:
@@ -102,14 +120,9 @@ def main() -> None:
         network = build_fastnet(spec).eval()
         parameters = sum(p.numel() for p in network.parameters())
         gmac = multiply_adds(network, picture) / 1e9
-        cells = []
-        for channels_last, bf16 in VARIANTS.values():
-            try:
-                cells.append(f"{frames_per_second(spec, picture, channels_last, bf16):9.1f} fps")
-            except RuntimeError as error:  # an operator without a bf16 or channels_last kernel here
-                cells.append(f"{'n/a':>13}")
-                print(f"  {name}: {error.__class__.__name__}: {str(error).splitlines()[0]}", file=sys.stderr)
-        print(f"{name:20} {parameters:9,} {gmac:6.2f}" + "".join(f" {cell:>13}" for cell in cells), flush=True)
+        measured = frames_per_second(spec, picture)
+        cells = [f"{'n/a':>15}" if m is None else f"{m[0]:6.1f} ({m[1]:6.1f})" for m in measured.values()]
+        print(f"{name:20} {parameters:9,} {gmac:6.2f}" + "".join(f" {cell:>15}" for cell in cells), flush=True)
     print(f"load average after: {_load()}")
 
 
