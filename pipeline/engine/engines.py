@@ -15,6 +15,7 @@ import torch
 from ..media.files import check_destination, file_digest, remove_partials_of
 from ..media.images import check_image_output, save_image
 from ..media.lock import OutputLock
+from ..errors import InputError
 from ..settings import StyleSettings
 from .device import resolve_device
 from .model_file import load_model
@@ -77,6 +78,8 @@ def stylize_image_file(content: ImageLike, styles, output: str | Path, settings:
     """One picture, by the engine asked for, written atomically to `output` (its format from
     its suffix, checked before any work) while holding the output's lock."""
     output, settings = Path(output), settings or StyleSettings()
+    if not 1 <= quality <= 100:
+        raise InputError(f"quality: must be 1 to 100, got {quality}")
     check_image_output(output)
     check_destination(output)
     engine = engine_for(styles, settings, model)
