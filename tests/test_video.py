@@ -76,17 +76,24 @@ def test_a_hard_cut_starts_a_new_shot(tmp_path):
     assert result.audio_kept is False
 
 
-def test_resume_after_an_interruption_matches_an_uninterrupted_run(pan_clip, tmp_path):
-    class Stop(Exception):
-        pass
+class Stop(Exception):
+    pass
 
-    def stop_after_four(progress):
-        if progress.frame == 4:
+
+def stop_at(frame: int):
+    """A progress callback that stops the clip once `frame` frames are done, as Ctrl-C would."""
+
+    def callback(progress):
+        if progress.frame == frame:
             raise Stop
 
+    return callback
+
+
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(pan_clip, tmp_path):
     interrupted = tmp_path / "resumed.mp4"
     with pytest.raises(Stop):
-        stylize_video(pan_clip, [STARRY], interrupted, TINY, QUICK, callback=stop_after_four)
+        stylize_video(pan_clip, [STARRY], interrupted, TINY, QUICK, callback=stop_at(4))
     assert not interrupted.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".resumed.mp4.work"]  # no partial files
     work = tmp_path / ".resumed.mp4.work"
@@ -178,16 +185,8 @@ def test_a_clip_started_by_stylize_video_resumes_in_a_manifest_run(tmp_path, pan
     folder.mkdir()
     (folder / "pan.mp4").write_bytes(pan_clip.read_bytes())
     output = tmp_path / "out/clips/pan__starry_night.mp4"
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_three(progress):
-        if progress.frame == 3:
-            raise Stop
-
     with pytest.raises(Stop):
-        stylize_video(folder / "pan.mp4", [STARRY], output, TINY, QUICK, callback=stop_after_three)
+        stylize_video(folder / "pan.mp4", [STARRY], output, TINY, QUICK, callback=stop_at(3))
     result = CliRunner().invoke(cli.app, ["run", str(_manifest(tmp_path, folder))])
     assert result.exit_code == 0, result.output
     video = json.loads((tmp_path / "out/report.json").read_text())["items"][0]["video"]
@@ -277,16 +276,9 @@ def test_a_trimmed_variable_frame_rate_clip_starts_at_its_first_frame(vfr_clip, 
 
 
 def test_a_resumed_variable_frame_rate_clip_keeps_its_timestamps(vfr_clip, tmp_path):
-    class Stop(Exception):
-        pass
-
-    def stop_after_five(progress):
-        if progress.frame == 5:
-            raise Stop
-
     output = tmp_path / "resumed.mp4"
     with pytest.raises(Stop):
-        stylize_video(vfr_clip, [STARRY], output, GLANCE, ONE_STEP, callback=stop_after_five)
+        stylize_video(vfr_clip, [STARRY], output, GLANCE, ONE_STEP, callback=stop_at(5))
     result = stylize_video(vfr_clip, [STARRY], output, GLANCE, ONE_STEP)
     assert result.resumed_from == 5 and result.variable_frame_rate
     assert frame_times_of(output)[0] == pytest.approx(frame_times_of(vfr_clip)[0], abs=1e-3)

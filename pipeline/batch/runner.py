@@ -97,18 +97,17 @@ def _run_items(report: RunReport, planned: list[PlannedItem], folder_lock: Outpu
     writing (they fail at once, naming it), and finish the report however the run ends:
     done, stopped by a signal, or stopped by the machine (a full disk). A run whose output
     folder vanished writes nothing more."""
-    refused = {}
+    report.begin()
+    todo = []
     for p in planned:
         holder = None if p.done else is_held(p.item.output)
-        if holder is not None:
-            refused[str(p.item.output)] = f"{p.item.output} is in use by {describe_holder(holder)}; run again when it has finished"
-    report.begin()
-    for planned_item in planned:
-        if planned_item.done:
-            _add(report, ItemRecord.skipped(planned_item.item), planned_item.item)
-        elif str(planned_item.item.output) in refused:
-            report.add(ItemRecord.of(planned_item.item, "failed", error=refused[str(planned_item.item.output)]))
-    todo = [p for p in planned if not p.done and str(p.item.output) not in refused]
+        if p.done:
+            _add(report, ItemRecord.skipped(p.item), p.item)
+        elif holder is not None:
+            error = f"{p.item.output} is in use by {describe_holder(holder)}; run again when it has finished"
+            report.add(ItemRecord.of(p.item, "failed", error=error))
+        else:
+            todo.append(p)
     items = {str(p.item.output): p.item for p in todo}
     tracked = _InFlight(events)
     try:

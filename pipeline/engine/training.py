@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import InputError
 from ..media.files import check_destination, file_digest, partial_path, publish, remove_partials_of
@@ -31,6 +31,7 @@ from ..media.lock import OutputLock
 from ..settings import Style, StyleSettings
 from .fastnet import DEFAULT_DESIGN, DESIGNS, FastNetSpec, build_fastnet
 from .model_file import ModelInfo, Painting, save_model
+from .network import network_for
 from .stylize import perceptual_objective, prepare_styles
 from .training_data import TrainingImages, material_digest, training_files
 
@@ -98,17 +99,12 @@ class _Training:
         self.images = TrainingImages(files, options.size)
         self.objective = perceptual_objective(settings, prepare_styles(self.styles))
         torch.manual_seed(options.seed)  # the network's first weights
-        self.net = build_fastnet(self.spec).to(self._device())
+        self.net = build_fastnet(self.spec).to(network_for(settings).device)  # where the VGG runs
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.learning_rate)
         self.step, self.elapsed, self.resumed_from = 0, 0.0, 0
         self.losses: dict[str, float] = {}
         self.key = _recipe_key(self.spec, settings, options, files, self.styles)
         self.checkpoint_path = output.with_name(f".{output.name}.checkpoint")
-
-    def _device(self) -> torch.device:
-        from .network import network_for  # the VGG's device is the training's
-
-        return network_for(self.settings).device
 
     def done(self) -> bool:
         if self.options.steps is not None and self.step >= self.options.steps:
@@ -174,9 +170,9 @@ class _Training:
         if not self.checkpoint_path.is_file():
             return
         try:
-            tensors = load_file(str(self.checkpoint_path))
-            with safe_open(str(self.checkpoint_path), "pt") as handle:
+            with safe_open(str(self.checkpoint_path), "pt") as handle:  # one read: tensors and metadata
                 meta = handle.metadata() or {}
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
         except (OSError, SafetensorError, ValueError):
             return  # a checkpoint cut short: start again rather than fail
         if meta.get("key") != self.key:

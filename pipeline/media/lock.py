@@ -61,7 +61,7 @@ class OutputLock:
             if error.errno == errno.ENAMETOOLONG:
                 raise InputError("file name too long for its lock file; shorten it", self.what) from None
             raise EnvironmentProblem(f"cannot lock {self.what}: {error.strerror or error}") from None
-        run = claimed_by(self.what) if not self.claims and self.path.name != LOCK_NAME else None
+        run = claimed_by(self.what) if self.path.name != LOCK_NAME else None  # a folder lock is a run's own
         if run is not None:  # taken after our own lock, so a run starting meanwhile sees ours
             self.release()
             raise EnvironmentProblem(f"{self.what} is being written by a run of {run.get('manifest') or 'a manifest'}, "
