@@ -57,7 +57,7 @@ class StyleSettings(BaseModel):
     learning_rate: float | None = Field(None, gt=0, le=MAX_LEARNING_RATE, description="default: 1.0 for lbfgs, 0.02 for adam")
     content_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)
     style_weight: float = Field(3.0, ge=0, le=MAX_WEIGHT, description="experts: the style term's weight at the default strength (the style loss over the photo's)")
-    # 10 rather than 1: at small sizes strokes one or two pixels wide shimmer as a clip moves (README, Step 9).
+    # 10 rather than 1: at small sizes strokes one or two pixels wide shimmer as a clip moves (README, "What helped" in the video section).
     tv_weight: float = Field(10.0, ge=0, le=MAX_WEIGHT, description="total variation: smooths strokes one or two pixels wide")
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -177,7 +177,7 @@ class VideoSettings(BaseModel):
     frame_iterations: int = Field(50, ge=0, le=MAX_ITERATIONS, description="steps for each frame after the first (which gets `iterations`)")
     temporal: bool = Field(True, description="warm-start from the warped previous output and penalise change (Ruder et al.)")
     # 75 (was 150): a firmer hold lets held pixels drift further under a pan before a frame's steps correct them;
-    # on bikes.mp4 and bigbuckbunny.mp4 75 gave frames closer to photos and as steady along independent flows (README, Step 9).
+    # on bikes.mp4 and bigbuckbunny.mp4 75 gave frames closer to photos and as steady along independent flows (README, "What helped" in the video section).
     temporal_weight: float = Field(75.0, ge=0, le=MAX_WEIGHT)
     long_term: tuple[int, ...] = Field((), description="also hold each pixel to the nearest of these earlier frames where it was visible, e.g. [10, 20, 40]")
     passes: int = Field(1, ge=1, le=100, description="passes over the clip, alternating direction (Ruder et al.'s multi-pass); each costs about as much as the first")
