@@ -71,6 +71,15 @@ def network_precision(device: torch.device, precision: Precision) -> NetworkPrec
     return NetworkPrecision(torch.bfloat16, MIXED_FROM if precision == "mixed" else "conv1_1")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 arithmetic is native here: CUDA GPUs with bf16 tensor cores, CPUs with
+    AVX-512 BF16 or AMX (oneDNN's test). Where it is, a training step of the fast engine's
+    perceptual loss runs in about half the time of fp32 (measured on a 2-core AVX-512 BF16 CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def tune_backends(device: torch.device) -> None:
     """TF32 for whatever still runs in fp32 on CUDA (the Gram matrices accumulate in fp32
     either way), and cuDNN's autotuner: the same shapes repeat for hundreds of steps."""

@@ -69,6 +69,7 @@ class ModelInfo(BaseModel):
     paintings: list[Painting] = Field(min_length=1, max_length=64)
     strength: float = Field(ge=0)
     training_size: int = Field(gt=0, description="long edge of the training crops, in pixels")
+    picture_edge: Optional[int] = Field(None, gt=0, description="long edge of the pictures the model was made for: its strokes are sized for them")
     steps: int = Field(ge=0)
     seconds: float = Field(ge=0, description="training time")
     device: Short
@@ -140,7 +141,7 @@ def describe_model(path: str | Path) -> dict[str, str]:
         "parameters": f"{parameters:,}",
         "paintings": paintings,
         "strength": f"{info.strength:g}",
-        "training size": f"{info.training_size} px",
+        "training size": f"{info.training_size} px crops" + (f" of pictures {info.picture_edge} px long" if info.picture_edge else ""),
         "steps": str(info.steps),
         "training time": f"{info.seconds:.1f} s on {info.device}",
         "judge": judge,

@@ -142,14 +142,16 @@ def evaluate(image: ImageLike, content: ImageLike, styles, settings: StyleSettin
         return transfer.criterion(content_t, transfer.style_target(content_t))(image_t).as_floats()
 
 
-def perceptual_objective(settings: StyleSettings, styles) -> Callable[[torch.Tensor, torch.Tensor], LossTerms]:
+def perceptual_objective(settings: StyleSettings, styles, picture_edge: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], LossTerms]:
     """The optimiser's objective as a function of (content batch, image batch): what a fast
-    network trains on, so that `strength` and every weight mean the same in both engines."""
+    network trains on, so that `strength` and every weight mean the same in both engines.
+    Contents that are crops of pictures of long edge `picture_edge` get the painting at the
+    size the optimiser would give those pictures, so strokes come out as large as its do."""
     transfer = _Transfer(settings, styles)
 
     def objective(content: torch.Tensor, image: torch.Tensor) -> LossTerms:
         content = content.to(transfer.device)
-        return transfer.criterion(content, transfer.style_target(content))(image)
+        return transfer.criterion(content, transfer.style_target(content, picture_edge))(image)
 
     return objective
 
@@ -271,24 +273,25 @@ class _Transfer:
         )
         return lambda image: loss(image, self.network.features(image))
 
-    def style_target(self, content: torch.Tensor) -> StyleTarget:
+    def style_target(self, content: torch.Tensor, picture_edge: int | None = None) -> StyleTarget:
         """The style Grams for this working content, and the style term's weight for each image:
         the settings' balance over the style loss of the unstylized photo, so that the style
         term starts at 1 whatever the painting and photo, and `strength` means the same for all."""
-        grams = self.style_grams(content)
+        grams = self.style_grams(content, picture_edge)
         photo = resize_long_edge(content, min(max(content.shape[-2:]), self.settings.tile_size))  # the whole picture, within memory
         with torch.no_grad():
             features = self.network.features(photo)
         at_photo = sum(weight * StyleLoss(grams[name])(features[name]) for name, weight in self.settings.layer_weights().items())
         return StyleTarget(grams, self.settings.style_balance() / at_photo.clamp_min(EPS))
 
-    def style_grams(self, content: torch.Tensor) -> Grams:
-        """The blend of each style's Gram matrices, weighted, for this working content."""
+    def style_grams(self, content: torch.Tensor, picture_edge: int | None = None) -> Grams:
+        """The blend of each style's Gram matrices, weighted, for this working content (a crop of
+        a picture of long edge `picture_edge`, when given)."""
         if self.colour.follows_content and content.shape[0] > 1:
             # Colour modes recolour the style after each content: one target per image.
-            per_image = [self.style_grams(content[i : i + 1]) for i in range(content.shape[0])]
+            per_image = [self.style_grams(content[i : i + 1], picture_edge) for i in range(content.shape[0])]
             return {name: torch.cat([grams[name] for grams in per_image]) for name in self.settings.style_layers}
-        long_edge = self.settings.style_edge(max(content.shape[-2:]))
+        long_edge = self.settings.style_edge(picture_edge or max(content.shape[-2:]))
         blended: Grams = {}
         for style in self.styles:
             grams = self._grams_of(style, long_edge, content)

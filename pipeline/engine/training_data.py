@@ -19,7 +19,7 @@ from ..media.files import file_digest, glob_files, is_glob, walk_files
 from ..media.images import IMAGE_SUFFIXES, load_image
 
 FRAMES_PER_CLIP = 240  # sampled evenly across the whole clip, not its first seconds
-KEEP_EDGE = 1.5  # pictures are kept with their short side this many times the crop size: room to zoom
+ZOOM = 1.5  # crops are taken from windows up to this many times their size, shrunk: some scale variety
 SHIFT = 8  # the stability pairs' largest shift, in pixels of the crop
 
 
@@ -51,10 +51,12 @@ def material_digest(files: Sequence[Path]) -> str:
 
 
 class TrainingImages:
-    """Every picture to learn from as uint8 [3, H, W] tensors, short side KEEP_EDGE x crop."""
+    """Every picture to learn from as uint8 [3, H, W] tensors at the size the model is made for
+    (long edge `picture_edge`), so that a crop shows things as large as a frame will, and never
+    smaller than a crop and its shift."""
 
-    def __init__(self, files: Sequence[Path], crop: int):
-        self.crop = crop
+    def __init__(self, files: Sequence[Path], crop: int, picture_edge: int):
+        self.crop, self.picture_edge = crop, picture_edge
         self.pictures: list[torch.Tensor] = []
         for path in files:
             self.pictures += [self._kept(pixels) for pixels in _pictures_of(path)]
@@ -63,8 +65,7 @@ class TrainingImages:
 
     def _kept(self, pixels: np.ndarray) -> torch.Tensor:
         height, width = pixels.shape[:2]
-        short = int(self.crop * KEEP_EDGE)
-        scale = max(short / min(height, width), (self.crop + SHIFT) / min(height, width))
+        scale = max(self.picture_edge / max(height, width), (self.crop + SHIFT) / min(height, width))
         size = (max(round(height * scale), self.crop + SHIFT), max(round(width * scale), self.crop + SHIFT))
         tensor = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None].float()  # a copy: decoders hand out read-only arrays
         return F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
@@ -78,7 +79,7 @@ class TrainingImages:
         firsts, seconds = [], []
         for _ in range(size):
             picture = self.pictures[int(torch.randint(len(self.pictures), (1,), generator=generator))]
-            zoom = float(torch.empty(1).uniform_(1.0, KEEP_EDGE, generator=generator))
+            zoom = float(torch.empty(1).uniform_(1.0, ZOOM, generator=generator))
             window = min(int(extent * zoom), *picture.shape[-2:])
             top = int(torch.randint(picture.shape[-2] - window + 1, (1,), generator=generator))
             left = int(torch.randint(picture.shape[-1] - window + 1, (1,), generator=generator))
