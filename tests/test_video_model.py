@@ -24,7 +24,7 @@ from pipeline.video.quality import drift
 from pipeline.video.stylize import stylize_video
 
 SETTINGS = StyleSettings(size=64, device="cpu")
-FRAMES = 12  # more than SAMPLE_EVERY, so that two transitions are measured
+FRAMES = 18  # more than SAMPLE_EVERY + 1, so that two transitions are measured
 
 
 class Stop(Exception):
@@ -102,7 +102,9 @@ def test_a_changed_model_file_starts_the_frames_over(model, pan_clip, tmp_path):
     path.write_bytes(model.read_bytes())
     output = tmp_path / "out.mp4"
     clip = open_clip(pan_clip, [], output, SETTINGS, model=path)
-    clip.work(clip.segments[0]).add(0, False, np.zeros((*clip.size, 3), np.uint8), None, None, 0.1)
+    work = clip.work(clip.segments[0])
+    work.add(0, False, np.zeros((*clip.size, 3), np.uint8), None, None, 0.1)
+    work.save_state()
     assert open_clip(pan_clip, [], output, SETTINGS, model=path).work(clip.segments[0]).frames_done == 1
     assert open_clip(pan_clip, [STARRY], output, SETTINGS).key != clip.key  # nor is it the optimiser's work
     path.write_bytes(_trained(tmp_path, seed=2).read_bytes())

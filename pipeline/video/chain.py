@@ -7,6 +7,7 @@ figures measured on a sample."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -27,11 +28,16 @@ from .quality import measure_again, photo_gaps, score_frame
 from .work import WorkFolder
 
 # An engine whose frames stand alone paints this many at once (one size: a clip's frames share it).
+# On the CPU it changes little (bf16 at 320x240, one thread, under load: 26.8, 26.3 and 27.8 ms a
+# frame in batches of 1, 4 and 8); on a GPU one call per frame would leave it idle between calls.
 BATCH = 4
-# ... and is measured on one frame in SAMPLE_EVERY: the warping errors of the transition into it,
-# along both flows, and its score (see score_frame). Measured at 320x240 on a 2-core CPU beside
-# another process: a checked transition costs MEASURE_CHECK, against MEASURE_NET a frame for the network.
-SAMPLE_EVERY = 8
+# ... and is measured on one frame in SAMPLE_EVERY: the warping errors of the transition into it
+# along both flows, and its score (see score_frame). A measured transition costs what about seven
+# frames of the network do (bikes.mp4 at 320 px on a 2-core CPU beside another process: DIS both
+# ways at the 512 px flow size and Farneback both ways, 120 ms, against 17 ms a frame), so one in
+# 8 took nearly as long as the network on the decode thread and one in 16 half as long: 29 against
+# 35 fps end to end, the mean of two runs each.
+SAMPLE_EVERY = 16
 
 
 @dataclass
@@ -134,18 +140,33 @@ def _independent_frames(clip: Clip, segment: Segment, work: WorkFolder, engine: 
     cost little beside the network."""
     before = work.recent_frames(1).get(work.end - 1)  # the output a resumed run's first transition starts from
     started = time.perf_counter()
-    frames = sampled_frames(clip, segment, work.frames_done, SAMPLE_EVERY)
-    for batch, last in _batches(prefetch(frames), BATCH):
-        pictures = engine.stylize([frame.pixels for frame in batch])
-        for frame, picture in zip(batch, pictures):
-            pixels = _pixels_at(picture, clip.size)
-            errors = warping_errors(pixels, before, frame) if frame.previous is not None else None
-            scored = (frame.index - work.first) % SAMPLE_EVERY == 1 or (last and frame is batch[-1])
-            score = score_frame(pixels, frame.pixels, engine.styles, clip.settings).as_list() if scored else None
-            work.add(frame.index, frame.cut, pixels, errors, score, time.perf_counter() - started)
-            started = time.perf_counter()
-            before = pixels
-            progress(1, frame.index + 1, clip.info.frame_count_hint, pixels)
+    frames = prefetch(sampled_frames(clip, segment, work.frames_done, SAMPLE_EVERY))
+    with _core_left_for_decoding():
+        for batch, last in _batches(frames, BATCH):
+            pictures = engine.stylize([frame.pixels for frame in batch])
+            for frame, picture in zip(batch, pictures):
+                pixels = _pixels_at(picture, clip.size)
+                errors = warping_errors(pixels, before, frame) if frame.previous is not None else None
+                scored = (frame.index - work.first) % SAMPLE_EVERY == 1 or (last and frame is batch[-1])
+                score = score_frame(pixels, frame.pixels, engine.styles, clip.settings).as_list() if scored else None
+                work.add(frame.index, frame.cut, pixels, errors, score, time.perf_counter() - started)
+                started = time.perf_counter()
+                before = pixels
+                progress(1, frame.index + 1, clip.info.frame_count_hint, pixels)
+
+
+@contextlib.contextmanager
+def _core_left_for_decoding() -> Iterator[None]:
+    """One thread fewer for the network while frames stand alone: the decode thread and the
+    frame writer keep about a core busy, and a network whose threads wait on each other at
+    every layer for a core they share slows by more than that core gives. Measured on bikes.mp4
+    at 320 px on a 2-core CPU beside another process: 19-21 fps end to end on 2 threads, 28-31 on 1."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads - 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _pixels_at(result: StylizeResult, size: tuple[int, int]) -> np.ndarray:
