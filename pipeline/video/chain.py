@@ -66,7 +66,7 @@ def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgr
         return work.frames_done
     engine = engine_for(clip.styles, clip.settings, clip.model)
     work.begin(str(engine.device))
-    progress = _Progress(clip, work, callback)
+    progress = _Progress(clip, work, callback, clip.video.passes if engine.chained else 1)
     if work.passes_done == 0:
         first_pass = _forward_chain if engine.chained else _independent_frames
         try:
@@ -87,8 +87,8 @@ def stylize_segment(clip: Clip, segment: Segment, callback: Callable[[VideoProgr
 class _Progress:
     """Each finished frame, as a VideoProgress for the callback."""
 
-    def __init__(self, clip: Clip, work: WorkFolder, callback: Callable[[VideoProgress], None] | None):
-        self.clip, self.work, self.callback = clip, work, callback
+    def __init__(self, clip: Clip, work: WorkFolder, callback: Callable[[VideoProgress], None] | None, passes: int):
+        self.clip, self.work, self.callback, self.passes = clip, work, callback, passes
         self.began, self.frames = time.perf_counter(), 0
 
     def __call__(self, pass_number: int, frame: int, frames_hint: int, pixels: np.ndarray) -> None:
@@ -96,7 +96,7 @@ class _Progress:
         if self.callback:
             elapsed = time.perf_counter() - self.began
             self.callback(VideoProgress(frame, frames_hint, elapsed, self.frames / max(elapsed, 1e-9), self.work.resumed_from,
-                                        pixels, pass_number, self.clip.video.passes))
+                                        pixels, pass_number, self.passes))
 
 
 def _forward_chain(clip: Clip, segment: Segment, work: WorkFolder, engine: Engine, progress: _Progress) -> None:
