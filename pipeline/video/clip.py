@@ -78,19 +78,18 @@ def open_clip(source, styles, output, settings: StyleSettings | None = None, vid
 
 def work_key(source: Path, styles: tuple[Style, ...], settings: StyleSettings, video: VideoSettings,
              model: Path | None = None) -> str:
-    """What the stylized frames depend on: the bytes of the clip; the optimiser's styles (their
-    bytes and weights) and the settings that change pictures, or a trained model's identity (its
-    file's digest and size, the size and precision it runs at); the VGG weights, which the
-    optimiser and the judge run on (as an item's key names them, and a weights file's bytes:
-    frames done with the weights a file held before are not resumed); and the frame settings
-    (not how they are encoded)."""
+    """What the stylized frames depend on: the bytes of the clip and the frame settings (not how
+    they are encoded); for the optimiser, the bytes and weights of the styles, the settings that
+    change pictures and the VGG weights (as an item's key names them, and a weights file's bytes:
+    frames done with the weights a file held before are not resumed); for a trained model, its
+    identity (its file's digest and size, the size and precision it runs at)."""
     recipe = {
         "source": file_digest(source),
-        "weights": weights_identity(settings.weights, by_content=True),
         "video": video.model_dump(mode="json", exclude={"codec", "crf", "photo_checks"}),
     }
     if model is None:
-        recipe.update(styles=[[_style_digest(style), style.weight] for style in styles], settings=settings.output_identity())
+        recipe.update(styles=[[_style_digest(style), style.weight] for style in styles], settings=settings.output_identity(),
+                      weights=weights_identity(settings.weights, by_content=True))
     else:
         recipe.update(engine=engine_for(styles, settings, model).identity())
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
