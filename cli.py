@@ -228,8 +228,9 @@ def image(
 @app.command()
 def video(
     source: Annotated[Path, typer.Argument(help="clip to repaint (mp4, mov, mkv, webm, avi, gif)")],
-    style: StyleSpecs,
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the clip (.mp4, .mov, .mkv, .webm)")],
+    style: Annotated[Optional[list[str]], typer.Option("--style", "-s", help="style image, PATH or PATH:WEIGHT; repeat to blend")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="a model from `stylize train`: its painting, each frame in one pass, no flow")] = None,
     preset: Preset = None,
     size: Size = None,
     iterations: Optional[int] = typer.Option(None, help=f"steps for the first frame {_default('iterations')}"),
@@ -261,10 +262,13 @@ def video(
 
     given = {k: v for k, v in locals().items() if v is not None}
     with _reported("the frames done are kept beside the output; the same command resumes from there"):
+        if bool(style) == (model is not None):
+            raise InputError("give --style (to optimise) or --model (a trained model), not both or neither")
         settings = _settings(preset, **{k: v for k, v in given.items() if k in StyleSettings.model_fields})
         video_settings = settings_from({k: v for k, v in given.items() if k in VideoSettings.model_fields}, "option", VideoSettings)
         with Display(quiet) as display:
-            result = stylize_video(source, [_parse_style(s) for s in style], output, settings, video_settings, display.video_progress)
+            result = stylize_video(source, [_parse_style(s) for s in style or ()], output, settings, video_settings,
+                                   display.video_progress, model)
     if not quiet:
         ratio = (f", warping error {result.warping_error_output:.3g} vs the input's {result.warping_error_input:.3g} "
                  f"(flicker ratio {result.flicker_ratio:.2f})") if result.flicker_ratio is not None else ""

@@ -204,6 +204,7 @@ def test_new_weights_do_not_resume_old_frames(pan_clip, tmp_path):
     clip = open_clip(pan_clip, [STARRY], output, settings, ONE_STEP)
     work = clip.work(clip.segments[0])
     work.add(0, False, np.zeros((clip.size[0], clip.size[1], 3), np.uint8), None, [0.0, 0.0, 1.0, 1.0], 0.1)
+    work.save_state()
     assert open_clip(pan_clip, [STARRY], output, settings, ONE_STEP).work(clip.segments[0]).frames_done == 1
     torch.save({"conv1_1": torch.zeros(3)}, weights)  # other weights at the same path (and, as for real VGG19 files, the same size)
     again = open_clip(pan_clip, [STARRY], output, settings, ONE_STEP)

@@ -94,9 +94,13 @@ def check_image_output(path: str | Path) -> str:
     return _PIL_FORMATS[suffix]
 
 
-def save_image(image: Image.Image, path: str | Path, quality: int = 95, durable: bool = True) -> Path:
-    """Write atomically in the format the suffix names (flushed to the disk unless not `durable`)."""
+def save_image(image: Image.Image, path: str | Path, quality: int = 95, durable: bool = True,
+               png_compression: int | None = None) -> Path:
+    """Write atomically in the format the suffix names (flushed to the disk unless not `durable`);
+    a PNG at zlib level `png_compression` (0-9) where given, else PIL's default."""
     path = Path(path)
     pil_format = check_image_output(path)
     options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
+    if pil_format == "PNG" and png_compression is not None:
+        options["compress_level"] = png_compression
     return atomic_write(path, lambda stream: image.save(stream, format=pil_format, **options), durable)

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine.engines import engine_for
 from ..engine.stylize import as_styles, tensor_key
 from ..engine.tensors import as_tensor
 from ..engine.weights import weights_identity
@@ -47,6 +48,7 @@ class Clip:
     video: VideoSettings
     key: str
     segments: list[Segment]
+    model: Path | None = None  # a trained model's file: its engine paints the frames, not the optimiser
 
     def work_path(self, segment: Segment | None = None) -> Path:
         folder = self.output.with_name(f".{self.output.name}.work")
@@ -58,31 +60,38 @@ class Clip:
         return WorkFolder(self.work_path(segment), key, segment.first)
 
 
-def open_clip(source, styles, output, settings: StyleSettings | None = None, video: VideoSettings | None = None) -> Clip:
-    """Probe the clip and cut it into segments; styles are only loaded when frames are stylized."""
+def open_clip(source, styles, output, settings: StyleSettings | None = None, video: VideoSettings | None = None,
+              model: str | Path | None = None) -> Clip:
+    """Probe the clip and cut it into segments; styles are only loaded when frames are stylized,
+    and with a trained model (`model`) not at all."""
     settings, video = settings or StyleSettings(), video or VideoSettings()
     source, output = Path(source), Path(output)
     check_video_output(output, video.codec, video.crf)
     info = probe_video(source)
     check_fits_network(info.height, info.width, settings.scale_sizes()[0], source)
-    styles = tuple(as_styles(styles))
-    key = work_key(source, styles, settings, video)
+    styles = tuple(as_styles(styles)) if model is None else ()
+    model = None if model is None else Path(model)
+    key = work_key(source, styles, settings, video, model)
     segments = split_clip(_frames_expected(info, video), video)
-    return Clip(source, output, info, working_size(info, settings.size), styles, settings, video, key, segments)
+    return Clip(source, output, info, working_size(info, settings.size), styles, settings, video, key, segments, model)
 
 
-def work_key(source: Path, styles: tuple[Style, ...], settings: StyleSettings, video: VideoSettings) -> str:
-    """What the stylized frames depend on: the bytes of the clip and styles, the style weights,
-    the settings that change pictures, the VGG weights (as an item's key names them, and a
-    weights file's bytes: frames done with the weights a file held before are not resumed)
-    and the frame settings (not how they are encoded)."""
+def work_key(source: Path, styles: tuple[Style, ...], settings: StyleSettings, video: VideoSettings,
+             model: Path | None = None) -> str:
+    """What the stylized frames depend on: the bytes of the clip and the frame settings (not how
+    they are encoded); for the optimiser, the bytes and weights of the styles, the settings that
+    change pictures and the VGG weights (as an item's key names them, and a weights file's bytes:
+    frames done with the weights a file held before are not resumed); for a trained model, its
+    identity (its file's digest and size, the size and precision it runs at)."""
     recipe = {
         "source": file_digest(source),
-        "styles": [[_style_digest(style), style.weight] for style in styles],
-        "settings": settings.output_identity(),
-        "weights": weights_identity(settings.weights, by_content=True),
         "video": video.model_dump(mode="json", exclude={"codec", "crf", "photo_checks"}),
     }
+    if model is None:
+        recipe.update(styles=[[_style_digest(style), style.weight] for style in styles], settings=settings.output_identity(),
+                      weights=weights_identity(settings.weights, by_content=True))
+    else:
+        recipe.update(engine=engine_for(styles, settings, model).identity())
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 

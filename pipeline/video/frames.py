@@ -100,6 +100,41 @@ def frames_with_flow(clip: Clip, segment: Segment, done: int, long_term: bool = 
         history.append((index, decoded))
 
 
+def sampled_frames(clip: Clip, segment: Segment, done: int, every: int) -> Iterator[Frame]:
+    """The segment's decoded, resized frames from its `done`-th on, for an engine whose frames
+    stand alone: flow only on one transition in `every` (into the second frame of each run of
+    `every` from the segment's first), the chain's and the independent check's, to measure
+    flicker there and to find a cut there; none elsewhere."""
+    resume_at = segment.first + done
+    skip = max(segment.first, resume_at - 1)  # the frame before the first to do, should its transition be measured
+    count = None if segment.stop is None else segment.stop - skip
+    if count is not None and count <= 0:
+        return
+    video = clip.video
+    flows = _Flows(clip.size, _flow_size(clip), [1])
+    frames = read_frames(clip.source, start=video.start, end=video.end, max_frames=video.max_frames, skip=skip, info=clip.info)
+    previous = None
+    for index, pixels in enumerate(itertools.islice(frames, count), start=skip):
+        if previous is not None and (index - segment.first) % every == 1:
+            frame = _measured_transition(index, _Decoded(pixels, clip.size, flows.flow_size),
+                                         _Decoded(previous, clip.size, flows.flow_size), flows, video.scene_cut)
+        else:
+            frame = Frame(index, _resized(pixels, clip.size))
+        if index >= resume_at:
+            yield frame
+        previous = pixels
+
+
+def _measured_transition(index: int, current: _Decoded, before: _Decoded, flows: "_Flows", scene_cut: float) -> Frame:
+    frame = Frame(index, current.pixels, references=[flows.reference(current, before, 1)])
+    frame.cut = _is_cut(current.pixels, before.pixels, frame.backward, scene_cut)
+    if frame.cut:
+        frame.references = []
+    else:
+        frame.previous, frame.check = before.pixels, flows.check(current, before)
+    return frame
+
+
 class _Flows:
     """The chain's flow (DIS at the flow size, scaled to the working size) and the independent check."""
 

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from ..engine.judge import distances
-from ..engine.stylize import stylize_batch
 from ..engine.tensors import as_tensor
 from ..media.opencv import cv2
 from ..settings import StyleSettings
@@ -38,36 +37,47 @@ def sharpness(pixels: np.ndarray) -> float:
 class FrameScore:
     """The judge's view of one output frame."""
 
-    style: float
-    content: float
+    style: float | None  # None: no painting to measure against (see score_frame)
+    content: float | None
     sharpness: float  # the output's over the input's
     own_sharpness: float  # the output's alone
 
-    def as_list(self) -> list[float]:
+    def as_list(self) -> list[float | None]:
         return [self.style, self.content, self.sharpness, self.own_sharpness]
 
 
 def score_frame(output: np.ndarray, content: np.ndarray, styles, settings: StyleSettings) -> FrameScore:
-    style, content_distance = distances(as_tensor(output), as_tensor(content), styles, settings)
+    """The judge's distances to the styles and the content, and sharpness. With no styles (a
+    trained model keeps its painting's digest, not its pixels) sharpness alone: there is no
+    style to measure, and the content distance by itself costs VGG19 twice a frame (1.2 s at
+    320x240 on a 2-core CPU, after 2-3 s to load it: more than a model takes for a whole short
+    clip) for a figure whose drift, in frames that stand alone, could only be the footage's."""
+    style = content_distance = None
+    if styles is not None:
+        style, content_distance = distances(as_tensor(output), as_tensor(content), styles, settings)
     own = sharpness(output)
     return FrameScore(style, content_distance, own / max(sharpness(content), 1e-6), own)
 
 
-def drift(scores: list[list[float]], cuts: list[int] = ()) -> dict[str, float] | None:
+def drift(scores: list[list[float | None] | None], cuts: list[int] = ()) -> dict[str, float] | None:
     """Relative change of each measure's mean from the first frames to the last of the longest shot
-    (0.05 is 5% higher). A chain restarts like a photo at a cut, so a change across one is the
-    footage's, not the chain's: measured on bikes.mp4, whose four cuts moved style 26% in a clip
-    that holds up within each shot."""
+    (0.05 is 5% higher), over the frames scored (None: a frame not scored). A chain restarts like a
+    photo at a cut, so a change across one is the footage's, not the chain's: measured on bikes.mp4,
+    whose four cuts moved style 26% in a clip that holds up within each shot."""
     bounds = [0, *sorted(cut for cut in cuts if 0 < cut < len(scores)), len(scores)]
     first, end = max(zip(bounds, bounds[1:]), key=lambda span: span[1] - span[0])
     shot = scores[first:end]
     count = min(DRIFT_FRAMES, len(shot) // 4)
-    if count < 2:
+    early, late = [s for s in shot[:count] if s], [s for s in shot[-count:] if s] if count else []
+    if count < 2 or not early or not late:
         return None
-    measured = min(map(len, shot))  # a run resumed from a state that kept three measures has three
-    shot = [score[:measured] for score in shot]
-    early, late = np.mean(shot[:count], axis=0), np.mean(shot[-count:], axis=0)
-    return {name: float(late[i] / early[i] - 1) for i, name in enumerate(MEASURES[:measured])}
+    measured = min(map(len, early + late))  # a run resumed from a state that kept three measures has three
+    changes = {}
+    for i, name in enumerate(MEASURES[:measured]):
+        before, after = [s[i] for s in early if s[i] is not None], [s[i] for s in late if s[i] is not None]
+        if before and after:  # distances are None where the judge had no painting
+            changes[name] = float(np.mean(after) / np.mean(before) - 1)
+    return changes or None
 
 
 def flags(independent_flicker: float | None, photo_gaps: list[dict], drifted: dict[str, float] | None) -> list[str]:
@@ -111,20 +121,20 @@ def _in_itself(drifted: dict[str, float]) -> str:
     return f" and {drifted['own_sharpness']:+.0%} in itself" if "own_sharpness" in drifted else ""
 
 
-def photo_gaps(clip: Clip, segment: Segment, work: WorkFolder, styles) -> list[dict]:
+def photo_gaps(clip: Clip, segment: Segment, work: WorkFolder, engine) -> list[dict]:
     """A few of the segment's own frames (evenly spread, the last included) stylized again as
-    photos: how much further from their style and content the video's frames are."""
+    photos by the same engine: how much further from their style and content the video's frames are."""
     own = list(range(segment.start, work.end))
     count = min(clip.video.photo_checks, len(own) - 1)  # the segment's first frame is a photo already
     if count <= 0:
         return []
     picks = sorted({own[round(k * (len(own) - 1) / count)] for k in range(1, count + 1)})
     contents = decode_frames(clip, picks)
-    photos = stylize_batch([as_tensor(content) for content in contents], styles, clip.settings)
+    photos = engine.stylize([as_tensor(content) for content in contents])
     gaps = []
     for index, content, photo in zip(picks, contents, photos):
         photo_pixels = np.asarray(photo.image.resize((clip.size[1], clip.size[0])))  # the photo path rounds sizes its own way
-        theirs = score_frame(photo_pixels, content, styles, clip.settings)
+        theirs = score_frame(photo_pixels, content, engine.styles, clip.settings)
         style, content_distance, sharp = work.scores[index - work.first][:3]
         gaps.append({"frame": index, "style": style / theirs.style, "content": content_distance / theirs.content,
                      "sharpness": sharp / theirs.sharpness})

@@ -26,10 +26,12 @@ def stylize_video(
     settings: StyleSettings | None = None,
     video: VideoSettings | None = None,
     callback: Callable[[VideoProgress], None] | None = None,
+    model: str | Path | None = None,
 ) -> VideoResult:
     """The whole clip here: its segments one after another (one, unless it is longer
-    than segment_frames), then the join, holding the output's lock throughout."""
-    clip = open_clip(source, styles, output, settings, video)
+    than segment_frames), then the join, holding the output's lock throughout. With `model`
+    (a file from `stylize train`) its network paints the frames and `styles` go unused."""
+    clip = open_clip(source, styles, output, settings, video, model)
     with OutputLock.for_output(clip.output):
         remove_partials_of(clip.output)  # the work folder stays: it is what a rerun resumes
         for segment in clip.segments:
