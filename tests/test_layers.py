@@ -53,3 +53,17 @@ def test_no_private_names_cross_modules_and_nothing_imports_the_cli(source):
         if source.name != "cli.py" and isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             assert "cli" not in names, f"{source.name} imports the CLI"
+
+
+def test_only_the_engine_registry_names_an_engine():
+    """Callers hold an Engine and never ask which: the engine classes are named, and built,
+    only in pipeline/engine/engines.py (whose engine_for picks one)."""
+    registry = REPO / "pipeline/engine/engines.py"
+    naming = []
+    for source in SOURCES:
+        if source == registry:
+            continue
+        names = {node.id for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.Name)}
+        names |= {node.attr for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.Attribute)}
+        naming += [f"{source.relative_to(REPO)}: {name}" for name in ("OptimizerEngine", "TrainedModel") if name in names]
+    assert naming == []

@@ -103,3 +103,20 @@ def test_nothing_to_train_on_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("no pictures")
     result = invoke("train", "--style", STARRY, "--on", tmp_path, "-o", tmp_path / "m.safetensors", "--steps", "1")
     assert result.exit_code == 2 and "no photos or clips to train on" in result.output, result.output
+
+
+def test_a_model_says_what_it_was_made_for_and_how_the_judge_found_it(tmp_path, photos):
+    from pipeline.engine.model_file import describe_model, load_model
+
+    model = tmp_path / "m.safetensors"
+    train_model([Style(STARRY)], [photos], model, SETTINGS, TrainingOptions(steps=2, picture_edge=60, **OPTIONS))
+    info = load_model(model)[1]
+    assert info.picture_edge == 60 and info.training_size == 32
+    # Two steps from the photo itself: hardly any style yet (near 1) and its content nearly intact (near 0).
+    assert 0.5 < info.judge["style"] < 1.5 and 0 <= info.judge["content"] < 0.5, info.judge
+    assert "32 px crops of pictures 60 px long" in describe_model(model)["training size"]
+
+
+def test_an_unknown_design_is_one_line(tmp_path, photos):
+    result = invoke("train", "--style", STARRY, "--on", photos, "-o", tmp_path / "m.safetensors", "--design", "huge", "--steps", "1")
+    assert result.exit_code == 2 and "unknown design 'huge'" in result.output and "lean, johnson" in result.output, result.output

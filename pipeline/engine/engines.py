@@ -17,7 +17,7 @@ from ..media.images import check_image_output, save_image
 from ..media.lock import OutputLock
 from ..errors import InputError
 from ..settings import Precision, StyleSettings
-from .device import resolve_device
+from .device import native_bf16, resolve_device
 from .model_file import load_model
 from .losses import TemporalTarget
 from .stylize import Callback, PreparedStyle, StylizeResult, prepare_styles, stylize_batch, stylize_frame
@@ -42,7 +42,7 @@ class Engine(Protocol):
         """What the pictures depend on besides the content: a key's share."""
 
 
-class Optimizer:
+class OptimizerEngine:
     """Gatys et al.: each picture optimised against the perceptual objective."""
 
     chained = True
@@ -105,21 +105,13 @@ def model_dtype(device: torch.device, precision: Precision) -> torch.dtype | Non
     where the model moves them 24 levels from the photo: nothing to see. On CUDA (not measured
     here) bf16 autocast puts the convolutions on tensor cores, as it does for the optimiser's VGG."""
     if precision == "auto":
-        supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and _cpu_has_bf16()
-        precision = "bf16" if supported else "fp32"
+        precision = "bf16" if native_bf16(device) else "fp32"
     return None if precision == "fp32" else torch.bfloat16
-
-
-@functools.cache
-def _cpu_has_bf16() -> bool:
-    """Native bf16 arithmetic (AVX-512 BF16 or AMX), without which oneDNN emulates it (mkldnn's
-    own "bf16 supported" says yes to any AVX-512), slower than fp32."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def engine_for(styles, settings: StyleSettings, model: str | Path | None = None) -> Engine:
     """The engine a command asked for: a trained model when one is given, else the optimiser."""
-    return TrainedModel(model, settings) if model is not None else Optimizer(styles, settings)
+    return TrainedModel(model, settings) if model is not None else OptimizerEngine(styles, settings)
 
 
 def stylize_image_file(content: ImageLike, styles, output: str | Path, settings: StyleSettings | None = None,

@@ -73,7 +73,7 @@ class ModelInfo(BaseModel):
     steps: int = Field(ge=0)
     seconds: float = Field(ge=0, description="training time")
     device: Short
-    judge: Optional[dict[Short, float]] = Field(max_length=16, default=None, description="the judge's distances on the evaluation set, if measured")
+    judge: Optional[dict[Short, float]] = Field(max_length=16, default=None, description="the judge's mean verdict on a few pictures trained on: style distance over the photo's own, content distance")
     stylize_version: Short = __version__
     created: Short = Field(default_factory=timestamp)
 

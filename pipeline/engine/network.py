@@ -21,6 +21,7 @@ STYLE_CACHE_SIZE = 32
 CACHED_NETWORKS = 4
 
 Grams = dict[str, torch.Tensor]
+Features = dict[str, torch.Tensor]  # VGG activations by tap name
 
 
 @dataclass(frozen=True)

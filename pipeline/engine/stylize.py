@@ -28,7 +28,7 @@ from ..settings import MAX_WEIGHT, Style, StyleSettings
 from .color import ColorPreservation
 from .losses import EPS, ContentLoss, GatysLoss, LossTerms, StyleLoss, TemporalTarget
 from .memory import fitting_tile_size
-from .network import Grams, Network, network_for
+from .network import Features, Grams, Network, network_for
 from .optimize import Level, Optimized, optimize
 from .tensors import ImageLike, as_tensor, resize, resize_long_edge, to_pil
 from .tiles import feather, tile_boxes
@@ -151,7 +151,9 @@ def perceptual_objective(settings: StyleSettings, styles, picture_edge: int | No
 
     def objective(content: torch.Tensor, image: torch.Tensor) -> LossTerms:
         content = content.to(transfer.device)
-        return transfer.criterion(content, transfer.style_target(content, picture_edge))(image)
+        with torch.no_grad():  # once a step: both the content term and the style term's scale read them
+            features = transfer.network.features(content)
+        return transfer.criterion(content, transfer.style_target(content, picture_edge, features), features=features)(image)
 
     return objective
 
@@ -261,11 +263,14 @@ class _Transfer:
         ]
         return Optimized(blended / coverage, sum(t.steps for t in tiles), any(t.stopped_early for t in tiles), mean_losses)
 
-    def criterion(self, content: torch.Tensor, target: StyleTarget, temporal: TemporalTarget | None = None) -> Callable[[torch.Tensor], LossTerms]:
-        """Image -> weighted loss terms. The losses run outside autocast: fp32 Gram matrices."""
+    def criterion(self, content: torch.Tensor, target: StyleTarget, temporal: TemporalTarget | None = None,
+                  features: Features | None = None) -> Callable[[torch.Tensor], LossTerms]:
+        """Image -> weighted loss terms (`features`: the content's, when already computed). The
+        losses run outside autocast: fp32 Gram matrices."""
         settings = self.settings
-        with torch.no_grad():
-            features = self.network.features(content)
+        if features is None:
+            with torch.no_grad():
+                features = self.network.features(content)
         loss = GatysLoss(
             {name: ContentLoss(features[name]) for name in settings.content_layers},
             {name: StyleLoss(target.grams[name]) for name in settings.style_layers},
@@ -273,14 +278,16 @@ class _Transfer:
         )
         return lambda image: loss(image, self.network.features(image))
 
-    def style_target(self, content: torch.Tensor, picture_edge: int | None = None) -> StyleTarget:
+    def style_target(self, content: torch.Tensor, picture_edge: int | None = None, features: Features | None = None) -> StyleTarget:
         """The style Grams for this working content, and the style term's weight for each image:
         the settings' balance over the style loss of the unstylized photo, so that the style
-        term starts at 1 whatever the painting and photo, and `strength` means the same for all."""
+        term starts at 1 whatever the painting and photo, and `strength` means the same for all.
+        `features`: the content's, when already computed."""
         grams = self.style_grams(content, picture_edge)
         photo = resize_long_edge(content, min(max(content.shape[-2:]), self.settings.tile_size))  # the whole picture, within memory
-        with torch.no_grad():
-            features = self.network.features(photo)
+        if features is None or photo.shape != content.shape:
+            with torch.no_grad():
+                features = self.network.features(photo)
         at_photo = sum(weight * StyleLoss(grams[name])(features[name]) for name, weight in self.settings.layer_weights().items())
         return StyleTarget(grams, self.settings.style_balance() / at_photo.clamp_min(EPS))
 
