@@ -75,7 +75,9 @@ def test_a_training_killed_outright_resumes_from_its_last_checkpoint(tmp_path, p
     model = tmp_path / "killed.safetensors"
     script = (
         "import os, signal, sys\n"
+        "import torch\n"
         "import pipeline.engine.training as t\n"
+        f"torch.set_num_threads({torch.get_num_threads()})  # as here: bf16 kernels split work by thread count\n"
         "from pipeline.settings import Style, StyleSettings\n"
         "t.CHECKPOINT_EVERY_S = 0\n"
         "def kill(p):\n"
