@@ -43,7 +43,7 @@ class _StyleControls:
     def __init__(self, folders: StudioFolders, prefix: str):
         self.folders = folders
         library = {path.stem: str(path) for path in folders.library()}
-        self.known = gr.State(library)  # name -> file: the library and this session's uploads
+        self.known = gr.State(library)  # name -> file: the library and this page's uploads
         with gr.Group():
             self.gallery = gr.Gallery([(path, name) for name, path in library.items()], label="Style library: click to add",
                                       columns=6, height=170, allow_preview=False, elem_id=f"{prefix}-library")
